@@ -1,0 +1,2 @@
+//! Weight sources: memory-mapped safetensors with dtype cast at load, and a deterministic
+//! random backend (demo model, `--random-weights`). Owner: loader helper C.
