@@ -1,12 +1,19 @@
 //! Command line: no subcommand starts the dashboard; `gen`, `bench`, `models`, `fetch` are
-//! headless. Each subcommand's arguments live in its own file, owned with its feature.
+//! headless. Each subcommand's arguments and code live in its own file, owned with its feature;
+//! this file only dispatches (one line per subcommand).
+
+pub mod gen;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "zimage-tui", version, about = "Z-Image-Turbo text-to-image: terminal dashboard and headless tools")]
+#[command(
+    name = "zimage-tui",
+    version,
+    about = "Z-Image-Turbo text-to-image: terminal dashboard and headless tools"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Commands>,
@@ -15,10 +22,20 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Commands {
     /// Generate one image headlessly.
-    Gen,
+    Gen(gen::GenArgs),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
-    let _ = cli;
-    ExitCode::SUCCESS
+    match cli.command {
+        Some(Commands::Gen(args)) => gen::run(args),
+        None => {
+            eprintln!("the dashboard is not available in this build yet; try `zimage-tui gen --prompt TEXT`");
+            ExitCode::from(2)
+        }
+    }
 }
+
+/// Exit code for usage errors and invalid requests (as clap uses).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code for failures at run time (model load, I/O, out of memory).
+pub const EXIT_FAILURE: u8 = 1;
