@@ -311,3 +311,11 @@ fn search_paths_follow_the_environment_variables() {
         }
     }
 }
+
+#[test]
+fn the_parity_fixture_model_validates() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny");
+    let layout = validate_dir(&root).unwrap();
+    assert_eq!(layout.transformer.weights.len(), 3);
+    assert!(layout.text_encoder.bytes > 0 && layout.vae.bytes > 0);
+}
