@@ -139,3 +139,36 @@ fn real_qwen3_tokenizer_is_the_recorded_one() {
         meta["real_tokenizer_sha256"].as_str()
     );
 }
+
+/// Both tokenizer.json files load in the Rust `tokenizers` crate and reproduce diffusers' ids for
+/// the templated prompts (the first 512), so the parity tests stand on a usable tokenizer.
+#[test]
+fn tokenizer_files_reproduce_the_recorded_ids() {
+    let meta = reference_json();
+    for (file, ids_key) in [
+        ("qwen3-tokenizer/tokenizer.json", "qwen3_ids"),
+        ("tiny/tokenizer/tokenizer.json", "tiny_ids"),
+    ] {
+        let tokenizer = tokenizers::Tokenizer::from_file(fixtures().join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        for key in ["en", "zh", "long"] {
+            let text = meta["templated"][key].as_str().expect("templated prompt");
+            let encoding = tokenizer
+                .encode(text, true)
+                .unwrap_or_else(|e| panic!("{file} cannot encode {key}: {e}"));
+            let got: Vec<u64> = encoding
+                .get_ids()
+                .iter()
+                .take(512)
+                .map(|&id| u64::from(id))
+                .collect();
+            let want: Vec<u64> = meta[ids_key][key]
+                .as_array()
+                .expect("recorded ids")
+                .iter()
+                .map(|v| v.as_u64().expect("id"))
+                .collect();
+            assert_eq!(got, want, "{file}, prompt {key}");
+        }
+    }
+}
