@@ -22,8 +22,7 @@ fn reference() -> HashMap<String, Tensor> {
 
 fn shard_files(dir: &Path) -> Vec<PathBuf> {
     let index: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("diffusion_pytorch_model.safetensors.index.json"))
-            .unwrap(),
+        &std::fs::read_to_string(dir.join("diffusion_pytorch_model.safetensors.index.json")).unwrap(),
     )
     .unwrap();
     let mut files: Vec<PathBuf> = index["weight_map"]
@@ -41,9 +40,8 @@ fn transformer() -> ZImageTransformer {
     let dir = fixtures().join("tiny/transformer");
     let config = ZImageTransformerConfig::from_file(&dir.join("config.json")).unwrap();
     // SAFETY: the fixture files are not modified while the test runs.
-    let vb = unsafe {
-        VarBuilder::from_mmaped_safetensors(&shard_files(&dir), DType::F32, &Device::Cpu).unwrap()
-    };
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&shard_files(&dir), DType::F32, &Device::Cpu).unwrap() };
     ZImageTransformer::load(&config, vb).unwrap()
 }
 
@@ -96,8 +94,7 @@ impl Progress for Recorder {
 
 fn pipeline(reference: &HashMap<String, Tensor>) -> ZImagePipeline {
     let scheduler = FlowMatchEuler::new(
-        SchedulerConfig::from_file(&fixtures().join("tiny/scheduler/scheduler_config.json"))
-            .unwrap(),
+        SchedulerConfig::from_file(&fixtures().join("tiny/scheduler/scheduler_config.json")).unwrap(),
     )
     .unwrap();
     let info = ModelInfo {
@@ -132,11 +129,7 @@ fn denoising_loop_matches_diffusers_step_by_step() {
     let pipeline = pipeline(&reference);
     let mut recorder = Recorder::default();
     let generated = pipeline
-        .generate_from_latents(
-            &request(),
-            reference["pipe.latents_init"].clone(),
-            &mut recorder,
-        )
+        .generate_from_latents(&request(), reference["pipe.latents_init"].clone(), &mut recorder)
         .unwrap();
     assert_eq!(
         recorder.stages,
@@ -163,11 +156,7 @@ fn denoising_loop_matches_diffusers_step_by_step() {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
-        assert!(
-            diff / scale < 1e-4,
-            "step {i}: relative error {}",
-            diff / scale
-        );
+        assert!(diff / scale < 1e-4, "step {i}: relative error {}", diff / scale);
         worst = (worst.0.max(diff), worst.1.max(diff / scale));
     }
     eprintln!(
@@ -184,11 +173,8 @@ fn cancellation_stops_between_steps() {
         cancel_after: Some(2),
         ..Recorder::default()
     };
-    let result = pipeline.generate_from_latents(
-        &request(),
-        reference["pipe.latents_init"].clone(),
-        &mut recorder,
-    );
+    let result =
+        pipeline.generate_from_latents(&request(), reference["pipe.latents_init"].clone(), &mut recorder);
     assert!(matches!(result, Err(ModelError::Cancelled)));
     assert_eq!(recorder.latents.len(), 2);
     assert!(!recorder.stages.contains(&Stage::Decode));

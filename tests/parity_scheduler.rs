@@ -18,8 +18,7 @@ fn reference() -> HashMap<String, Tensor> {
 
 fn scheduler() -> FlowMatchEuler {
     let config =
-        SchedulerConfig::from_file(&fixtures().join("tiny/scheduler/scheduler_config.json"))
-            .unwrap();
+        SchedulerConfig::from_file(&fixtures().join("tiny/scheduler/scheduler_config.json")).unwrap();
     FlowMatchEuler::new(config).unwrap()
 }
 
@@ -39,15 +38,9 @@ fn sigmas_timesteps_and_time_inputs_match_diffusers() {
     for steps in [8usize, 9] {
         for (height, width) in [(512usize, 512usize), (1024, 1024), (1280, 768)] {
             let key = format!("sched.s{steps}.h{height}w{width}");
-            let schedule = scheduler
-                .schedule(steps, (height / 16) * (width / 16))
-                .unwrap();
-            let sigmas = reference[&format!("{key}.sigmas")]
-                .to_vec1::<f32>()
-                .unwrap();
-            let timesteps = reference[&format!("{key}.timesteps")]
-                .to_vec1::<f32>()
-                .unwrap();
+            let schedule = scheduler.schedule(steps, (height / 16) * (width / 16)).unwrap();
+            let sigmas = reference[&format!("{key}.sigmas")].to_vec1::<f32>().unwrap();
+            let timesteps = reference[&format!("{key}.timesteps")].to_vec1::<f32>().unwrap();
             let dit_t = reference[&format!("{key}.dit_t")].to_vec1::<f32>().unwrap();
             let model_times: Vec<f32> = (0..steps).map(|i| schedule.model_time(i)).collect();
 
@@ -57,16 +50,8 @@ fn sigmas_timesteps_and_time_inputs_match_diffusers() {
                 max_abs_diff(&model_times, &dit_t),
             );
             assert!(errors.0 <= 1e-6, "{key}: sigmas differ by {}", errors.0);
-            assert!(
-                errors.1 <= 1e-6,
-                "{key}: timesteps/1000 differ by {}",
-                errors.1
-            );
-            assert!(
-                errors.2 <= 1e-6,
-                "{key}: time inputs differ by {}",
-                errors.2
-            );
+            assert!(errors.1 <= 1e-6, "{key}: timesteps/1000 differ by {}", errors.1);
+            assert!(errors.2 <= 1e-6, "{key}: time inputs differ by {}", errors.2);
             worst = (
                 worst.0.max(errors.0),
                 worst.1.max(errors.1),

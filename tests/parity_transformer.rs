@@ -19,8 +19,7 @@ fn reference() -> HashMap<String, Tensor> {
 /// The shard files named by `diffusion_pytorch_model.safetensors.index.json`.
 fn shard_files(dir: &Path) -> Vec<PathBuf> {
     let index: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("diffusion_pytorch_model.safetensors.index.json"))
-            .unwrap(),
+        &std::fs::read_to_string(dir.join("diffusion_pytorch_model.safetensors.index.json")).unwrap(),
     )
     .unwrap();
     let mut files: Vec<PathBuf> = index["weight_map"]
@@ -38,9 +37,8 @@ fn load_tiny() -> ZImageTransformer {
     let dir = fixtures().join("tiny/transformer");
     let config = ZImageTransformerConfig::from_file(&dir.join("config.json")).unwrap();
     // SAFETY: the fixture files are not modified while the test runs.
-    let vb = unsafe {
-        VarBuilder::from_mmaped_safetensors(&shard_files(&dir), DType::F32, &Device::Cpu).unwrap()
-    };
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&shard_files(&dir), DType::F32, &Device::Cpu).unwrap() };
     ZImageTransformer::load(&config, vb).unwrap()
 }
 
@@ -108,26 +106,15 @@ fn transformer_forward_matches_diffusers() {
     let layout = model.layout(caption.dim(0).unwrap(), 10, 14).unwrap();
 
     let refined = model.embed_caption(caption, &layout).unwrap();
-    check(
-        "caption refined",
-        &refined,
-        &reference["dit.cap_refined"],
-        1e-4,
-    );
+    check("caption refined", &refined, &reference["dit.cap_refined"], 1e-4);
 
     let out = model
         .forward_with_caption(&latents, &reference["dit.t"], &refined, &layout)
         .unwrap();
-    let expected = reference["dit.out"]
-        .squeeze(1)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
+    let expected = reference["dit.out"].squeeze(1).unwrap().unsqueeze(0).unwrap();
     check("transformer forward", &out, &expected, 1e-4);
 
     // The one-call form gives the same result.
-    let direct = model
-        .forward(&latents, &reference["dit.t"], caption)
-        .unwrap();
+    let direct = model.forward(&latents, &reference["dit.t"], caption).unwrap();
     check("forward (one call)", &direct, &expected, 1e-4);
 }

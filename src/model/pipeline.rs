@@ -93,19 +93,12 @@ impl ZImagePipeline {
     }
 
     /// Latent shape `[1, C, h/s, w/s]` for a request.
-    pub fn latent_shape(
-        &self,
-        request: &GenerationRequest,
-    ) -> Result<(usize, usize, usize, usize)> {
+    pub fn latent_shape(&self, request: &GenerationRequest) -> Result<(usize, usize, usize, usize)> {
         let scale = self.vae.spatial_scale().max(1);
         // diffusers: 2 · (size // (2 · scale)); the pipeline's sizes are multiples of 2 · scale.
         let side = |pixels: u32| 2 * (pixels as usize / (2 * scale));
         let (h, w) = (side(request.height), side(request.width));
-        if h == 0
-            || w == 0
-            || h * scale != request.height as usize
-            || w * scale != request.width as usize
-        {
+        if h == 0 || w == 0 || h * scale != request.height as usize || w * scale != request.width as usize {
             return Err(ModelError::BadInput(format!(
                 "size {}×{} is not a multiple of {} for this model",
                 request.width,
@@ -117,11 +110,7 @@ impl ZImagePipeline {
     }
 
     /// Full generation; initial latents drawn from `request.seed` by `initial_latents`.
-    pub fn generate(
-        &self,
-        request: &GenerationRequest,
-        progress: &mut dyn Progress,
-    ) -> Result<Generated> {
+    pub fn generate(&self, request: &GenerationRequest, progress: &mut dyn Progress) -> Result<Generated> {
         request.validate()?;
         let shape = self.latent_shape(request)?;
         let latents = initial_latents(request.seed, shape, self.device())?;
@@ -162,14 +151,10 @@ impl ZImagePipeline {
         let schedule = self
             .scheduler
             .schedule(request.steps, (latent_h / 2) * (latent_w / 2))?;
-        let layout = self
-            .transformer
-            .layout(caption.dim(0)?, latent_h, latent_w)?;
+        let layout = self.transformer.layout(caption.dim(0)?, latent_h, latent_w)?;
         let caption = self.transformer.embed_caption(&caption, &layout)?;
         // One upload for every step's time input: nothing crosses to the host inside the loop.
-        let model_times: Vec<f32> = (0..schedule.steps())
-            .map(|i| schedule.model_time(i))
-            .collect();
+        let model_times: Vec<f32> = (0..schedule.steps()).map(|i| schedule.model_time(i)).collect();
         let model_times = Tensor::from_vec(model_times, schedule.steps(), &device)?;
         let mut latents = initial_latents.to_device(&device)?.to_dtype(DType::F32)?;
         for i in 0..schedule.steps() {
@@ -210,11 +195,7 @@ fn synchronized_now(device: &Device) -> Result<Instant> {
 /// the top 53 bits → Box–Muller `(r·cos θ, r·sin θ)` in f64, rounded to f32, filling
 /// `[1, C, H, W]` in row-major order. Deterministic across platforms; it does not reproduce
 /// torch's generator, so parity tests pass fixed latents to `generate_from_latents`.
-pub fn initial_latents(
-    seed: u64,
-    shape: (usize, usize, usize, usize),
-    device: &Device,
-) -> Result<Tensor> {
+pub fn initial_latents(seed: u64, shape: (usize, usize, usize, usize), device: &Device) -> Result<Tensor> {
     let count = shape.0 * shape.1 * shape.2 * shape.3;
     let mut rng = SplitMix64(seed);
     let mut values = Vec::with_capacity(count + 1);
@@ -264,11 +245,7 @@ mod tests {
         assert_ne!(a, c);
         let n = a.len() as f64;
         let mean = a.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
-        let var = a
-            .iter()
-            .map(|&x| (f64::from(x) - mean).powi(2))
-            .sum::<f64>()
-            / n;
+        let var = a.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n;
         assert!(mean.abs() < 0.03, "mean {mean}");
         assert!((var - 1.0).abs() < 0.05, "variance {var}");
     }

@@ -99,8 +99,8 @@ impl SchedulerConfig {
 
     /// Reads and validates `scheduler_config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ModelError::load(path, format!("cannot read: {e}")))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ModelError::load(path, format!("cannot read: {e}")))?;
         let config: Self = serde_json::from_str(&text)
             .map_err(|e| ModelError::load(path, format!("not a valid scheduler config: {e}")))?;
         config
@@ -113,10 +113,7 @@ impl SchedulerConfig {
     pub fn validate(&self) -> std::result::Result<(), String> {
         let unsupported = [
             ("invert_sigmas", self.invert_sigmas),
-            (
-                "shift_terminal",
-                self.shift_terminal.is_some_and(|t| t != 0.0),
-            ),
+            ("shift_terminal", self.shift_terminal.is_some_and(|t| t != 0.0)),
             ("use_karras_sigmas", self.use_karras_sigmas),
             ("use_exponential_sigmas", self.use_exponential_sigmas),
             ("use_beta_sigmas", self.use_beta_sigmas),
@@ -137,10 +134,7 @@ impl SchedulerConfig {
             return Err("num_train_timesteps must be positive".into());
         }
         if !(self.shift.is_finite() && self.shift > 0.0) {
-            return Err(format!(
-                "shift must be a positive number, got {}",
-                self.shift
-            ));
+            return Err(format!("shift must be a positive number, got {}", self.shift));
         }
         Ok(())
     }

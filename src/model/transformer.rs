@@ -117,8 +117,8 @@ impl ZImageTransformerConfig {
     }
 
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ModelError::load(path, format!("cannot read: {e}")))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ModelError::load(path, format!("cannot read: {e}")))?;
         let config: Self = serde_json::from_str(&text)
             .map_err(|e| ModelError::load(path, format!("not a valid transformer config: {e}")))?;
         config
@@ -167,9 +167,7 @@ impl ZImageTransformerConfig {
             ));
         }
         if self.axes_dims.len() != 3 || self.axes_lens.len() != 3 {
-            return Err(
-                "axes_dims and axes_lens must have 3 entries (frame, height, width)".into(),
-            );
+            return Err("axes_dims and axes_lens must have 3 entries (frame, height, width)".into());
         }
         if self.axes_dims.iter().any(|d| d % 2 != 0) {
             return Err(format!("axes_dims {:?} must be even", self.axes_dims));
@@ -227,11 +225,7 @@ pub struct Rope {
 impl Rope {
     /// diffusers' `RopeEmbedder`: per axis, `freq_j = 1 / theta^(2j / d)` in f64, angle
     /// `pos · freq_j` rounded to f32, then cos/sin; the three axes concatenated.
-    fn new(
-        positions: &[[u32; 3]],
-        config: &ZImageTransformerConfig,
-        device: &Device,
-    ) -> Result<Self> {
+    fn new(positions: &[[u32; 3]], config: &ZImageTransformerConfig, device: &Device) -> Result<Self> {
         let axis_freqs: Vec<Vec<f64>> = config
             .axes_dims
             .iter()
@@ -278,11 +272,8 @@ impl Rope {
     /// Interleaved (complex-pair) rotation of `[b, heads, seq, head_dim]`, computed in f32.
     fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let dtype = x.dtype();
-        let rotated = candle_nn::rotary_emb::rope_i(
-            &x.to_dtype(DType::F32)?.contiguous()?,
-            &self.cos,
-            &self.sin,
-        )?;
+        let rotated =
+            candle_nn::rotary_emb::rope_i(&x.to_dtype(DType::F32)?.contiguous()?, &self.cos, &self.sin)?;
         Ok(rotated.to_dtype(dtype)?)
     }
 }
@@ -433,15 +424,11 @@ impl TransformerBlock {
                     .broadcast_mul(&gate_msa)?)?;
 
                 let ffn_in = self.ffn_norm1.forward(&x)?.broadcast_mul(&scale_mlp)?;
-                let ffn_out = self
-                    .ffn_norm2
-                    .forward(&self.feed_forward.forward(&ffn_in)?)?;
+                let ffn_out = self.ffn_norm2.forward(&self.feed_forward.forward(&ffn_in)?)?;
                 Ok((&x + ffn_out.broadcast_mul(&gate_mlp)?)?)
             }
             (None, None) => {
-                let attn_out = self
-                    .attention
-                    .forward(&self.attention_norm1.forward(x)?, rope)?;
+                let attn_out = self.attention.forward(&self.attention_norm1.forward(x)?, rope)?;
                 let x = (x + self.attention_norm2.forward(&attn_out)?)?;
                 let ffn_out = self.feed_forward.forward(&self.ffn_norm1.forward(&x)?)?;
                 Ok((&x + self.ffn_norm2.forward(&ffn_out)?)?)
@@ -478,10 +465,7 @@ impl TimestepEmbedder {
 
     /// `t`: `[b]` f32, already multiplied by `t_scale` → `[b, out_dim]` in the weights' dtype.
     fn forward(&self, t: &Tensor, dtype: DType) -> Result<Tensor> {
-        let args = t
-            .to_dtype(DType::F32)?
-            .unsqueeze(1)?
-            .broadcast_mul(&self.freqs)?;
+        let args = t.to_dtype(DType::F32)?.unsqueeze(1)?.broadcast_mul(&self.freqs)?;
         let features = Tensor::cat(&[args.cos()?, args.sin()?], 1)?.to_dtype(dtype)?;
         let hidden = candle_nn::ops::silu(&self.linear1.forward(&features)?)?;
         Ok(self.linear2.forward(&hidden)?)
@@ -502,12 +486,7 @@ impl FinalLayer {
         let dim = config.dim;
         Ok(Self {
             linear: linear(dim, out_dim, true, vb.pp("linear"))?,
-            modulation: linear(
-                config.adaln_dim(),
-                dim,
-                true,
-                vb.pp("adaLN_modulation").pp("1"),
-            )?,
+            modulation: linear(config.adaln_dim(), dim, true, vb.pp("adaLN_modulation").pp("1"))?,
             ones: Tensor::ones(dim, vb.dtype(), vb.device())?,
             zeros: Tensor::zeros(dim, vb.dtype(), vb.device())?,
         })
@@ -576,19 +555,14 @@ impl ZImageTransformer {
         let dim = config.dim;
         let patch_key = format!("{PATCH}-{F_PATCH}");
         let patch_dim = F_PATCH * PATCH * PATCH * config.in_channels;
-        let blocks =
-            |prefix: &str, count: usize, modulation: bool| -> Result<Vec<TransformerBlock>> {
-                (0..count)
-                    .map(|i| TransformerBlock::load(config, modulation, vb.pp(prefix).pp(i)))
-                    .collect()
-            };
+        let blocks = |prefix: &str, count: usize, modulation: bool| -> Result<Vec<TransformerBlock>> {
+            (0..count)
+                .map(|i| TransformerBlock::load(config, modulation, vb.pp(prefix).pp(i)))
+                .collect()
+        };
         Ok(Self {
             x_embedder: linear(patch_dim, dim, true, vb.pp("all_x_embedder").pp(&patch_key))?,
-            final_layer: FinalLayer::load(
-                config,
-                patch_dim,
-                vb.pp("all_final_layer").pp(&patch_key),
-            )?,
+            final_layer: FinalLayer::load(config, patch_dim, vb.pp("all_final_layer").pp(&patch_key))?,
             noise_refiner: blocks("noise_refiner", config.n_refiner_layers, true)?,
             context_refiner: blocks("context_refiner", config.n_refiner_layers, false)?,
             layers: blocks("layers", config.n_layers, true)?,
@@ -598,12 +572,7 @@ impl ZImageTransformer {
                 config.norm_eps,
                 vb.pp("cap_embedder").pp("0"),
             )?,
-            cap_linear: linear(
-                config.cap_feat_dim,
-                dim,
-                true,
-                vb.pp("cap_embedder").pp("1"),
-            )?,
+            cap_linear: linear(config.cap_feat_dim, dim, true, vb.pp("cap_embedder").pp("1"))?,
             x_pad_token: vb.get((1, dim), "x_pad_token")?,
             cap_pad_token: vb.get((1, dim), "cap_pad_token")?,
             device: vb.device().clone(),
@@ -635,18 +604,14 @@ impl ZImageTransformer {
         if caption_len == 0 {
             return Err(ModelError::BadInput("the caption has no tokens".into()));
         }
-        if latent_height % PATCH != 0
-            || latent_width % PATCH != 0
-            || latent_height == 0
-            || latent_width == 0
+        if latent_height % PATCH != 0 || latent_width % PATCH != 0 || latent_height == 0 || latent_width == 0
         {
             return Err(ModelError::BadInput(format!(
                 "latent size {latent_height}×{latent_width} is not a positive multiple of {PATCH}"
             )));
         }
         let caption_padded = padded(caption_len);
-        let caption_positions: Vec<[u32; 3]> =
-            (0..caption_padded).map(|i| [1 + i as u32, 0, 0]).collect();
+        let caption_positions: Vec<[u32; 3]> = (0..caption_padded).map(|i| [1 + i as u32, 0, 0]).collect();
 
         let (h_tokens, w_tokens) = (latent_height / PATCH, latent_width / PATCH);
         let image_len = h_tokens * w_tokens;
