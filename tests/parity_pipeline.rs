@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use zimage_tui::model::pipeline::{LatentDecoder, ModelInfo, PromptEncoder, ZImagePipeline};
+use zimage_tui::model::pipeline::{LatentDecoder, ModelInfo, PromptEmbedder, ZImagePipeline};
 use zimage_tui::model::scheduler::{FlowMatchEuler, SchedulerConfig};
 use zimage_tui::model::transformer::{ZImageTransformer, ZImageTransformerConfig};
 use zimage_tui::model::{GenerationRequest, ModelError, Progress, Result, RgbImage, Stage};
@@ -48,7 +48,7 @@ fn transformer() -> ZImageTransformer {
 /// The prompt embeddings diffusers computed (the text encoder has its own parity test).
 struct RecordedEmbeddings(Tensor);
 
-impl PromptEncoder for RecordedEmbeddings {
+impl PromptEmbedder for RecordedEmbeddings {
     fn encode(&self, _prompt: &str) -> Result<(Tensor, Vec<String>)> {
         Ok((self.0.clone(), Vec::new()))
     }

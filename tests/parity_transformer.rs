@@ -34,11 +34,14 @@ fn shard_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn load_tiny() -> ZImageTransformer {
+    load_tiny_as(DType::F32)
+}
+
+fn load_tiny_as(dtype: DType) -> ZImageTransformer {
     let dir = fixtures().join("tiny/transformer");
     let config = ZImageTransformerConfig::from_file(&dir.join("config.json")).unwrap();
     // SAFETY: the fixture files are not modified while the test runs.
-    let vb =
-        unsafe { VarBuilder::from_mmaped_safetensors(&shard_files(&dir), DType::F32, &Device::Cpu).unwrap() };
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&shard_files(&dir), dtype, &Device::Cpu).unwrap() };
     ZImageTransformer::load(&config, vb).unwrap()
 }
 
@@ -117,4 +120,24 @@ fn transformer_forward_matches_diffusers() {
     // The one-call form gives the same result.
     let direct = model.forward(&latents, &reference["dit.t"], caption).unwrap();
     check("forward (one call)", &direct, &expected, 1e-4);
+}
+
+/// The CUDA path runs in bf16: the same code with bf16 weights must stay close to the f32
+/// reference and return the model dtype (the pipeline casts back to f32 for the scheduler).
+#[test]
+fn bf16_forward_stays_close_to_the_f32_reference() {
+    let reference = reference();
+    let model = load_tiny_as(DType::BF16);
+    let latents = reference["dit.x"].squeeze(1).unwrap().unsqueeze(0).unwrap();
+    let out = model
+        .forward(&latents, &reference["dit.t"], &reference["dit.cap_feats"])
+        .unwrap();
+    assert_eq!(out.dtype(), DType::BF16);
+    let expected = reference["dit.out"].squeeze(1).unwrap().unsqueeze(0).unwrap();
+    check(
+        "transformer forward bf16",
+        &out.to_dtype(DType::F32).unwrap(),
+        &expected,
+        5e-2,
+    );
 }

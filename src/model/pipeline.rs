@@ -2,7 +2,7 @@
 //! with `guidance_scale = 0` (Turbo: no classifier-free guidance, one forward per step).
 //! Contract used by the worker: `ZImagePipeline::generate` / `generate_from_latents`, `info()`.
 //!
-//! The text encoder and the VAE decoder plug in through two narrow traits (`PromptEncoder`,
+//! The text encoder and the VAE decoder plug in through two narrow traits (`PromptEmbedder`,
 //! `LatentDecoder`), implemented by `text_encoder.rs` and `vae.rs`.
 
 use std::time::Instant;
@@ -36,7 +36,7 @@ pub struct Generated {
 }
 
 /// Prompt → caption features (the Qwen3 text encoder with its tokenizer and chat template).
-pub trait PromptEncoder: Send {
+pub trait PromptEmbedder: Send {
     /// `[tokens, hidden]` features of the real (unpadded) tokens — hidden_states[-2] — plus
     /// non-fatal warnings such as truncation at 512 tokens.
     fn encode(&self, prompt: &str) -> Result<(Tensor, Vec<String>)>;
@@ -53,7 +53,7 @@ pub trait LatentDecoder: Send {
 
 pub struct ZImagePipeline {
     pub(crate) info: ModelInfo,
-    text_encoder: Box<dyn PromptEncoder>,
+    text_encoder: Box<dyn PromptEmbedder>,
     transformer: ZImageTransformer,
     scheduler: FlowMatchEuler,
     vae: Box<dyn LatentDecoder>,
@@ -62,7 +62,7 @@ pub struct ZImagePipeline {
 impl ZImagePipeline {
     pub fn new(
         info: ModelInfo,
-        text_encoder: Box<dyn PromptEncoder>,
+        text_encoder: Box<dyn PromptEmbedder>,
         transformer: ZImageTransformer,
         scheduler: FlowMatchEuler,
         vae: Box<dyn LatentDecoder>,
