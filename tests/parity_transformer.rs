@@ -141,3 +141,16 @@ fn bf16_forward_stays_close_to_the_f32_reference() {
         5e-2,
     );
 }
+
+#[test]
+fn parameter_count_matches_the_checkpoint() {
+    let dir = fixtures().join("tiny/transformer");
+    let config = ZImageTransformerConfig::from_file(&dir.join("config.json")).unwrap();
+    let mut total = 0u64;
+    for file in shard_files(&dir) {
+        for (_, tensor) in candle_core::safetensors::load(file, &Device::Cpu).unwrap() {
+            total += tensor.elem_count() as u64;
+        }
+    }
+    assert_eq!(config.parameter_count(), total);
+}

@@ -141,6 +141,25 @@ impl ZImageTransformerConfig {
         self.dim.min(ADALN_EMBED_DIM)
     }
 
+    /// Number of weights the checkpoint holds for this config (for `ModelInfo`).
+    pub fn parameter_count(&self) -> u64 {
+        let (dim, adaln, head) = (self.dim as u64, self.adaln_dim() as u64, self.head_dim() as u64);
+        let patch = (PATCH * PATCH * F_PATCH * self.in_channels) as u64;
+        let cap = self.cap_feat_dim as u64;
+        let qk_norm = if self.qk_norm { 2 * head } else { 0 };
+        let block = 4 * dim * dim + qk_norm + 3 * dim * self.ffn_dim() as u64 + 4 * dim;
+        let modulation = adaln * 4 * dim + 4 * dim;
+        let (layers, refiners) = (self.n_layers as u64, self.n_refiner_layers as u64);
+        let blocks = layers * (block + modulation) + refiners * (block + modulation) + refiners * block;
+        let time = TIME_FREQ_DIM as u64 * TIME_MLP_DIM as u64
+            + TIME_MLP_DIM as u64
+            + TIME_MLP_DIM as u64 * adaln
+            + adaln;
+        let embedders = patch * dim + dim + cap + cap * dim + dim + 2 * dim;
+        let final_layer = dim * patch + patch + adaln * dim + dim;
+        blocks + time + embedders + final_layer
+    }
+
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.n_heads == 0 || self.dim % self.n_heads != 0 {
             return Err(format!(
@@ -774,6 +793,8 @@ mod tests {
         turbo.validate().unwrap();
         assert_eq!(turbo.ffn_dim(), 10240);
         assert_eq!(turbo.head_dim(), 128);
+        // Z-Image-Turbo is a 6.15B-parameter DiT.
+        assert_eq!(turbo.parameter_count() / 10_000_000, 615);
         ZImageTransformerConfig::tiny(32).validate().unwrap();
     }
 
