@@ -40,15 +40,9 @@ fn header(md: &mut String, r: &Report) {
     let rows: Vec<(&str, String)> = vec![
         (
             "Card",
-            device
-                .card
-                .clone()
-                .unwrap_or_else(|| h.model.device.clone()),
+            device.card.clone().unwrap_or_else(|| h.model.device.clone()),
         ),
-        (
-            "Driver",
-            device.driver.clone().unwrap_or_else(|| DASH.into()),
-        ),
+        ("Driver", device.driver.clone().unwrap_or_else(|| DASH.into())),
         ("Device", h.model.device.clone()),
         (
             "Model",
@@ -82,10 +76,7 @@ fn header(md: &mut String, r: &Report) {
             ),
         ),
         ("Version", h.tool.clone()),
-        (
-            "Commit",
-            h.git_commit.clone().unwrap_or_else(|| DASH.into()),
-        ),
+        ("Commit", h.git_commit.clone().unwrap_or_else(|| DASH.into())),
         ("Date (UTC)", h.date_utc.clone()),
     ];
     let _ = writeln!(md, "| Item | Value |\n|---|---|");
@@ -150,19 +141,14 @@ fn runs_table(md: &mut String, s: &RunsSection, mem: &str) {
             t.median,
             t.min,
             t.max,
-            t.std_dev
-                .map_or_else(|| DASH.into(), |d| format!("{d:.3} s"))
+            t.std_dev.map_or_else(|| DASH.into(), |d| format!("{d:.3} s"))
         );
     }
     md.push('\n');
 }
 
 fn sweep_table(md: &mut String, s: &SweepSection, mem: &str) {
-    let _ = writeln!(
-        md,
-        "## Resolution sweep — {} steps, seed {}\n",
-        s.steps, s.seed
-    );
+    let _ = writeln!(md, "## Resolution sweep — {} steps, seed {}\n", s.steps, s.seed);
     let _ = writeln!(
         md,
         "One warm-up per size before the measured run (not in the table). A size that runs out of \
@@ -226,10 +212,7 @@ fn soak_tables(md: &mut String, s: &SoakSection, mem: &str) {
             format!("{mem} in use after each image"),
             range(&st.used_after_bytes, &mib_f),
         ),
-        (
-            format!("Peak {mem} per image"),
-            range(&st.peak_bytes, &mib_f),
-        ),
+        (format!("Peak {mem} per image"), range(&st.peak_bytes, &mib_f)),
         (
             format!("{mem} slope after warm-up (least squares)"),
             opt_slope(st.used_after_slope_mib_per_image),

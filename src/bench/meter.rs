@@ -105,10 +105,7 @@ mod tests {
         std::hint::black_box(&block);
         drop(block);
         let reading = meter.job_finished();
-        let (peak, used) = (
-            reading.peak_bytes.unwrap(),
-            reading.used_after_bytes.unwrap(),
-        );
+        let (peak, used) = (reading.peak_bytes.unwrap(), reading.used_after_bytes.unwrap());
         assert!(peak >= used + (32 << 20), "peak {peak} used {used}");
     }
 }

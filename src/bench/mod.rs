@@ -34,10 +34,7 @@ pub enum BenchError {
     #[error("the worker stopped unexpectedly")]
     WorkerGone,
     #[error("cannot write the report to {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 /// The report's sections.
@@ -137,9 +134,7 @@ impl BenchPlan {
         if let Some(r) = &self.runs {
             check("timed runs", r.width, r.height, r.steps)?;
             if r.count == 0 {
-                return Err(BenchError::Input(
-                    "timed runs: --runs must be at least 1".into(),
-                ));
+                return Err(BenchError::Input("timed runs: --runs must be at least 1".into()));
             }
         }
         if let Some(s) = &self.sweep {
@@ -213,13 +208,8 @@ pub fn git_commit() -> Option<String> {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     };
     let commit = git(&["rev-parse", "--short=12", "HEAD"]).filter(|c| !c.is_empty())?;
-    let dirty =
-        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    Some(if dirty {
-        format!("{commit}-dirty")
-    } else {
-        commit
-    })
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(if dirty { format!("{commit}-dirty") } else { commit })
 }
 
 /// Now, RFC 3339 in UTC.

@@ -27,9 +27,8 @@ pub const BUILT_IN: &[&str] = &[
 
 /// Reads one prompt per line; blank lines and lines starting with `#` are skipped.
 pub fn load_file(path: &Path) -> Result<Vec<String>, BenchError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        BenchError::Input(format!("cannot read prompt file {}: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| BenchError::Input(format!("cannot read prompt file {}: {e}", path.display())))?;
     let prompts = parse(&text);
     if prompts.is_empty() {
         return Err(BenchError::Input(format!(

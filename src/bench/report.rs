@@ -92,19 +92,13 @@ pub struct RunsStats {
 
 impl RunsStats {
     pub fn compute(jobs: &[JobRecord]) -> Self {
-        let ok: Vec<&JobRecord> = jobs
-            .iter()
-            .filter(|j| !j.warmup && j.outcome.is_ok())
-            .collect();
+        let ok: Vec<&JobRecord> = jobs.iter().filter(|j| !j.warmup && j.outcome.is_ok()).collect();
         let series = |f: &dyn Fn(&JobRecord) -> Option<f64>| -> Option<Spread> {
             Spread::of(&ok.iter().filter_map(|j| f(j)).collect::<Vec<_>>())
         };
         Self {
             ok: ok.len(),
-            failed: jobs
-                .iter()
-                .filter(|j| !j.warmup && !j.outcome.is_ok())
-                .count(),
+            failed: jobs.iter().filter(|j| !j.warmup && !j.outcome.is_ok()).count(),
             total_s: series(&|j| j.total_s),
             encode_s: series(&|j| j.encode_s),
             step_s: series(&|j| j.mean_step_s()),
@@ -168,11 +162,7 @@ pub struct SoakStats {
 impl SoakStats {
     pub fn compute(jobs: &[JobRecord]) -> Self {
         let measured: Vec<&JobRecord> = jobs.iter().filter(|j| !j.warmup).collect();
-        let ok: Vec<&JobRecord> = measured
-            .iter()
-            .copied()
-            .filter(|j| j.outcome.is_ok())
-            .collect();
+        let ok: Vec<&JobRecord> = measured.iter().copied().filter(|j| j.outcome.is_ok()).collect();
         let slope_of = |f: &dyn Fn(&JobRecord) -> Option<u64>| -> Option<f64> {
             let points: Vec<(f64, f64)> = ok
                 .iter()
@@ -234,18 +224,9 @@ impl Report {
 
     /// Every job, warm-ups included, in the order they ran within each section.
     pub fn all_jobs(&self) -> impl Iterator<Item = &JobRecord> {
-        let runs = self
-            .runs
-            .iter()
-            .flat_map(|s| s.warmup.iter().chain(&s.jobs));
-        let sweep = self
-            .sweep
-            .iter()
-            .flat_map(|s| s.warmup.iter().chain(&s.jobs));
-        let soak = self
-            .soak
-            .iter()
-            .flat_map(|s| s.warmup.iter().chain(&s.jobs));
+        let runs = self.runs.iter().flat_map(|s| s.warmup.iter().chain(&s.jobs));
+        let sweep = self.sweep.iter().flat_map(|s| s.warmup.iter().chain(&s.jobs));
+        let soak = self.soak.iter().flat_map(|s| s.warmup.iter().chain(&s.jobs));
         runs.chain(sweep).chain(soak)
     }
 
@@ -321,10 +302,7 @@ mod tests {
         // x = 1..10, mean 5.5, Sxx = 82.5. Bump of 10 at x = 5 adds 10·(5 − 5.5)/82.5 to the slope.
         let expected = 2.0 + 10.0 * (5.0 - 5.5) / 82.5;
         let slope = s.used_after_slope_mib_per_image.unwrap();
-        assert!(
-            (slope - expected).abs() < 1e-3,
-            "slope {slope} vs {expected}"
-        ); // bytes rounding
+        assert!((slope - expected).abs() < 1e-3, "slope {slope} vs {expected}"); // bytes rounding
         assert!((s.peak_slope_mib_per_image.unwrap() - expected).abs() < 1e-3);
         // 10 values → a tenth is 1 value: 3.0 → 5.0 = +66.67 %.
         assert!((s.time_drift_percent.unwrap() - 200.0 / 3.0).abs() < 1e-9);

@@ -121,8 +121,7 @@ impl<'a> Runner<'a> {
                 steps: runs.steps,
                 seed: runs.seed,
             };
-            self.observer
-                .section(Section::Runs, plan.warmup + runs.count);
+            self.observer.section(Section::Runs, plan.warmup + runs.count);
             let warmup = self.series(
                 Section::Runs,
                 plan,
@@ -195,8 +194,7 @@ impl<'a> Runner<'a> {
             report.sweep = Some(section);
         }
         if let Some(soak) = &plan.soak {
-            self.observer
-                .section(Section::Soak, plan.warmup + soak.count);
+            self.observer.section(Section::Soak, plan.warmup + soak.count);
             let request = |i: usize| GenerationRequest {
                 prompt: soak.prompts[i % soak.prompts.len()].clone(),
                 width: soak.width,
@@ -312,9 +310,7 @@ impl<'a> Runner<'a> {
         loop {
             match self.engine.recv()? {
                 Event::Stage { job, stage } if job == id => self.observer.stage(stage),
-                Event::Step {
-                    job, step, total, ..
-                } if job == id => self.observer.step(step, total),
+                Event::Step { job, step, total, .. } if job == id => self.observer.step(step, total),
                 Event::Log { message } => self.observer.log(&message),
                 Event::Done { job, output } if job == id => {
                     record.wall_s = started.elapsed().as_secs_f64();
@@ -506,17 +502,12 @@ mod tests {
         let mut silent = Silent;
         let report = {
             let mut runner = Runner::new(&mut engine, &mut meter, &mut silent);
-            runner
-                .load(ModelSpec::Demo, LoadOptions::default())
-                .unwrap();
+            runner.load(ModelSpec::Demo, LoadOptions::default()).unwrap();
             runner.run(&plan()).unwrap()
         };
 
         let runs = report.runs.as_ref().unwrap();
-        assert_eq!(
-            (runs.warmup.len(), runs.jobs.len(), runs.stats.ok),
-            (1, 3, 3)
-        );
+        assert_eq!((runs.warmup.len(), runs.jobs.len(), runs.stats.ok), (1, 3, 3));
         assert!(runs.warmup[0].warmup && !runs.jobs[0].warmup);
         assert_eq!(
             runs.jobs.iter().map(|j| j.index).collect::<Vec<_>>(),
@@ -526,23 +517,14 @@ mod tests {
 
         let sweep = report.sweep.as_ref().unwrap();
         let outcomes: Vec<String> = sweep.jobs.iter().map(|j| j.outcome.label()).collect();
-        assert_eq!(
-            outcomes,
-            vec!["ok", "OOM", "OOM (over budget, not run)", "ok"]
-        );
+        assert_eq!(outcomes, vec!["ok", "OOM", "OOM (over budget, not run)", "ok"]);
         assert!(sweep.jobs.iter().all(|j| !j.warmup));
         assert_eq!(
             sweep.jobs.iter().map(|j| j.index).collect::<Vec<_>>(),
             vec![1, 2, 3, 4]
         );
         // A failed warm-up is not repeated: 64² was submitted once, 4096² never.
-        let submitted = |w: u32| {
-            engine
-                .submitted
-                .iter()
-                .filter(|j| j.request.width == w)
-                .count()
-        };
+        let submitted = |w: u32| engine.submitted.iter().filter(|j| j.request.width == w).count();
         assert_eq!(submitted(64), 1);
         assert_eq!(submitted(4096), 0);
         assert_eq!(submitted(48), 2);
@@ -557,14 +539,8 @@ mod tests {
         ] {
             assert!(md.contains(needle), "report.md lacks {needle}");
         }
-        assert!(
-            md.contains("| 64×64 | OOM |")
-                && md.contains("| 4096×4096 | OOM (over budget, not run) |")
-        );
-        assert!(
-            md.contains("| Sizes out of memory | 64×64, 4096×4096 |"),
-            "{md}"
-        );
+        assert!(md.contains("| 64×64 | OOM |") && md.contains("| 4096×4096 | OOM (over budget, not run) |"));
+        assert!(md.contains("| Sizes out of memory | 64×64, 4096×4096 |"), "{md}");
         assert!(md.contains("+1.000 MiB/image"), "{md}");
         let json: Report = serde_json::from_str(&report.to_json()).unwrap();
         assert_eq!(json, report);
@@ -585,9 +561,7 @@ mod tests {
         let mut silent = Silent;
         {
             let mut runner = Runner::new(&mut engine, &mut meter, &mut silent);
-            runner
-                .load(ModelSpec::Demo, LoadOptions::default())
-                .unwrap();
+            runner.load(ModelSpec::Demo, LoadOptions::default()).unwrap();
             runner.run(&plan()).unwrap();
         }
         assert_eq!(engine.loads, 1);
@@ -598,10 +572,7 @@ mod tests {
             .collect();
         assert_eq!(hooked.len(), 1);
         assert_eq!(hooked[0].request.width, 64);
-        assert!(engine
-            .submitted
-            .iter()
-            .all(|j| j.output.is_none() && !j.previews));
+        assert!(engine.submitted.iter().all(|j| j.output.is_none() && !j.previews));
     }
 
     #[test]
@@ -619,9 +590,7 @@ mod tests {
         let mut meter = LeakyMeter::default();
         let mut stop = StopAfter(3, 0);
         let mut runner = Runner::new(&mut engine, &mut meter, &mut stop);
-        runner
-            .load(ModelSpec::Demo, LoadOptions::default())
-            .unwrap();
+        runner.load(ModelSpec::Demo, LoadOptions::default()).unwrap();
         let report = runner.run(&plan()).unwrap();
         assert_eq!(report.runs.as_ref().unwrap().jobs.len(), 2);
         assert!(report.sweep.as_ref().unwrap().jobs.is_empty());

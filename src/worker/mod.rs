@@ -29,7 +29,13 @@ pub struct Job {
 impl Job {
     /// A job with no file output, no previews and no injected failure.
     pub fn new(id: JobId, request: GenerationRequest) -> Self {
-        Self { id, request, output: None, previews: false, inject_oom_after_step: None }
+        Self {
+            id,
+            request,
+            output: None,
+            previews: false,
+            inject_oom_after_step: None,
+        }
     }
 }
 
