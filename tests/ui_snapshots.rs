@@ -50,13 +50,7 @@ fn act(state: &mut AppState, action: Action) {
 }
 
 fn worker(state: &mut AppState, event: Event, at_ms: u64) {
-    act(
-        state,
-        Action::Worker {
-            event,
-            at: ms(at_ms),
-        },
-    );
+    act(state, Action::Worker { event, at: ms(at_ms) });
 }
 
 fn intent(state: &mut AppState, intent: Intent) {
@@ -70,10 +64,7 @@ fn type_text(state: &mut AppState, text: &str) {
         } else {
             KeyCode::Char(c)
         };
-        act(
-            state,
-            Action::TextKey(KeyEvent::new(key, KeyModifiers::NONE)),
-        );
+        act(state, Action::TextKey(KeyEvent::new(key, KeyModifiers::NONE)));
     }
 }
 
@@ -128,9 +119,7 @@ fn fresh() -> AppState {
 /// two queued; GPU telemetry present.
 fn busy() -> AppState {
     let mut s = fresh();
-    s.session_path = Some(PathBuf::from(
-        "/home/me/.local/share/zimage-tui/session.toml",
-    ));
+    s.session_path = Some(PathBuf::from("/home/me/.local/share/zimage-tui/session.toml"));
     worker(
         &mut s,
         Event::Loading {

@@ -192,9 +192,7 @@ fn check_side(name: &str, side: u32) -> Result<(), String> {
         ));
     }
     if side % SIZE_MULTIPLE != 0 {
-        return Err(format!(
-            "{name} {side} is not a multiple of {SIZE_MULTIPLE}"
-        ));
+        return Err(format!("{name} {side} is not a multiple of {SIZE_MULTIPLE}"));
     }
     Ok(())
 }
@@ -232,13 +230,9 @@ mod tests {
         assert_eq!(parse_size("1024x768"), Ok((1024, 768)));
         assert_eq!(parse_size(" 512×512 "), Ok((512, 512)));
         assert_eq!(parse_size("256"), Ok((256, 256)));
-        assert!(parse_size("1000x1000")
-            .unwrap_err()
-            .contains("multiple of 16"));
+        assert!(parse_size("1000x1000").unwrap_err().contains("multiple of 16"));
         assert!(parse_size("0x16").unwrap_err().contains("out of range"));
-        assert!(parse_size("axb")
-            .unwrap_err()
-            .contains("not a whole number"));
+        assert!(parse_size("axb").unwrap_err().contains("not a whole number"));
         assert!(parse_size("1x2x3").is_err());
     }
 

@@ -92,9 +92,7 @@ impl KeyChord {
         }
         let code = match key.code {
             // Ctrl+letter arrives lowercase on most terminals, uppercase on some.
-            KeyCode::Char(c) if got.contains(KeyModifiers::CONTROL) => {
-                KeyCode::Char(c.to_ascii_lowercase())
-            }
+            KeyCode::Char(c) if got.contains(KeyModifiers::CONTROL) => KeyCode::Char(c.to_ascii_lowercase()),
             other => other,
         };
         code == self.code && got == want
@@ -185,13 +183,7 @@ pub static BINDINGS: &[Binding] = &[
         "edit job",
         true,
     ),
-    bind(
-        C::Queue,
-        &[K::ch('y')],
-        Intent::DuplicateJob,
-        "duplicate",
-        true,
-    ),
+    bind(C::Queue, &[K::ch('y')], Intent::DuplicateJob, "duplicate", true),
     bind(
         C::Queue,
         &[K::ch('d'), K::plain(KeyCode::Delete)],
@@ -220,13 +212,7 @@ pub static BINDINGS: &[Binding] = &[
         "re-run, new seed",
         true,
     ),
-    bind(
-        C::Queue,
-        &[K::ch('c')],
-        Intent::CancelJob,
-        "cancel job",
-        true,
-    ),
+    bind(C::Queue, &[K::ch('c')], Intent::CancelJob, "cancel job", true),
     // Prompt pane
     bind(
         C::Editor,
@@ -242,13 +228,7 @@ pub static BINDINGS: &[Binding] = &[
         "more steps",
         false,
     ),
-    bind(
-        C::Editor,
-        &[K::ch('-')],
-        Intent::StepsDown,
-        "fewer steps",
-        false,
-    ),
+    bind(C::Editor, &[K::ch('-')], Intent::StepsDown, "fewer steps", false),
     bind(
         C::Editor,
         &[K::ch('z')],
@@ -264,20 +244,8 @@ pub static BINDINGS: &[Binding] = &[
         true,
     ),
     // Everywhere in normal mode
-    bind(
-        C::Global,
-        &[K::ch('a')],
-        Intent::QueueDraft,
-        "queue prompt",
-        true,
-    ),
-    bind(
-        C::Global,
-        &[K::ch('i')],
-        Intent::EditPrompt,
-        "type prompt",
-        true,
-    ),
+    bind(C::Global, &[K::ch('a')], Intent::QueueDraft, "queue prompt", true),
+    bind(C::Global, &[K::ch('i')], Intent::EditPrompt, "type prompt", true),
     bind(
         C::Global,
         &[K::ch('j'), K::plain(KeyCode::Down)],
@@ -394,13 +362,7 @@ pub static BINDINGS: &[Binding] = &[
         "cancel",
         true,
     ),
-    bind(
-        C::LineInput,
-        &[K::ctrl('u')],
-        Intent::ClearLine,
-        "clear",
-        true,
-    ),
+    bind(C::LineInput, &[K::ctrl('u')], Intent::ClearLine, "clear", true),
     bind(
         C::LineInput,
         &[K::ctrl('c')],
@@ -498,10 +460,7 @@ pub fn sections() -> Vec<(Context, Vec<&'static Binding>)> {
         .map(|ctx| {
             (
                 *ctx,
-                BINDINGS
-                    .iter()
-                    .filter(|b| b.context == *ctx)
-                    .collect::<Vec<_>>(),
+                BINDINGS.iter().filter(|b| b.context == *ctx).collect::<Vec<_>>(),
             )
         })
         .filter(|(_, bindings)| !bindings.is_empty())
@@ -575,10 +534,7 @@ mod tests {
         s.focus = Pane::Log;
         assert_eq!(resolve(&s, &enter), None);
         // 'd' deletes only in the queue
-        assert_eq!(
-            resolve(&s, &key(KeyCode::Char('d'), KeyModifiers::NONE)),
-            None
-        );
+        assert_eq!(resolve(&s, &key(KeyCode::Char('d'), KeyModifiers::NONE)), None);
     }
 
     #[test]
@@ -604,10 +560,7 @@ mod tests {
         assert_eq!(
             resolve(
                 &s,
-                &key(
-                    KeyCode::Char('C'),
-                    KeyModifiers::CONTROL | KeyModifiers::SHIFT
-                )
+                &key(KeyCode::Char('C'), KeyModifiers::CONTROL | KeyModifiers::SHIFT)
             ),
             Some(Intent::Interrupt)
         );
@@ -621,14 +574,8 @@ mod tests {
     fn typing_mode_leaves_letters_to_the_editor() {
         let mut s = state();
         s.mode = Mode::InsertPrompt;
-        assert_eq!(
-            resolve(&s, &key(KeyCode::Char('q'), KeyModifiers::NONE)),
-            None
-        );
-        assert_eq!(
-            resolve(&s, &key(KeyCode::Char('a'), KeyModifiers::NONE)),
-            None
-        );
+        assert_eq!(resolve(&s, &key(KeyCode::Char('q'), KeyModifiers::NONE)), None);
+        assert_eq!(resolve(&s, &key(KeyCode::Char('a'), KeyModifiers::NONE)), None);
         assert_eq!(
             resolve(&s, &key(KeyCode::Esc, KeyModifiers::NONE)),
             Some(Intent::FinishInsert)
@@ -676,9 +623,7 @@ mod tests {
                 Context::Queue => s.focus = Pane::Queue,
                 Context::Editor => s.focus = Pane::Editor,
                 Context::Insert => s.mode = Mode::InsertPrompt,
-                Context::LineInput => {
-                    s.mode = Mode::LineInput(super::super::state::LineInputPurpose::Steps)
-                }
+                Context::LineInput => s.mode = Mode::LineInput(super::super::state::LineInputPurpose::Steps),
                 Context::ConfirmQuit => s.mode = Mode::ConfirmQuit,
                 Context::Help => s.mode = Mode::Help,
             }
@@ -720,8 +665,7 @@ mod tests {
 mod readme {
     use super::markdown_table;
 
-    const START: &str =
-        "<!-- keymap:start (generated from src/app/keymap.rs; a test checks it) -->\n";
+    const START: &str = "<!-- keymap:start (generated from src/app/keymap.rs; a test checks it) -->\n";
     const END: &str = "<!-- keymap:end -->";
 
     /// The README's key table is the keymap's; `UPDATE_README=1 cargo test readme` rewrites it.
@@ -736,14 +680,12 @@ mod readme {
         let expected = markdown_table();
         if current != expected {
             if std::env::var_os("UPDATE_README").is_some() {
-                let updated = format!(
-                    "{}{expected}{}",
-                    &readme[..start + START.len()],
-                    &readme[end..]
-                );
+                let updated = format!("{}{expected}{}", &readme[..start + START.len()], &readme[end..]);
                 std::fs::write(path, updated).expect("writing README.md");
             } else {
-                panic!("README key table is stale; run UPDATE_README=1 cargo test readme\nexpected:\n{expected}");
+                panic!(
+                    "README key table is stale; run UPDATE_README=1 cargo test readme\nexpected:\n{expected}"
+                );
             }
         }
     }

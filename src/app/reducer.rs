@@ -8,8 +8,8 @@ use crossterm::event::KeyEvent;
 use super::action::{Action, Effect, Intent, LoadedSession};
 use super::editor::{new_line_input, parse_seed, parse_size, parse_steps, DraftField};
 use super::state::{
-    AppState, FinishedRun, GpuReading, JobStatus, LineInputPurpose, LogLevel, Mode, ModelStatus,
-    Pane, PreviewImage, QueueEntry, RunProgress, SeedChoice, GPU_HISTORY,
+    AppState, FinishedRun, GpuReading, JobStatus, LineInputPurpose, LogLevel, Mode, ModelStatus, Pane,
+    PreviewImage, QueueEntry, RunProgress, SeedChoice, GPU_HISTORY,
 };
 use crate::model::{GenerationRequest, Stage, MAX_STEPS};
 use crate::worker::{Command, Event, FailureKind, Job};
@@ -53,10 +53,7 @@ pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
         Action::Tick { at } => state.now = state.now.max(at),
         Action::SessionLoaded(result) => session_loaded(state, result),
         Action::SessionSaved(Ok(path)) => {
-            state.notify(
-                LogLevel::Info,
-                format!("Session saved to {}", path.display()),
-            );
+            state.notify(LogLevel::Info, format!("Session saved to {}", path.display()));
             state.session_path = Some(path);
         }
         Action::SessionSaved(Err(message)) => state.notify(LogLevel::Error, message),
@@ -111,11 +108,7 @@ fn apply_intent(state: &mut AppState, intent: Intent, effects: &mut Vec<Effect>)
             };
             state.notify(LogLevel::Info, text);
         }
-        Intent::SaveSession => open_line(
-            state,
-            LineInputPurpose::SaveSession,
-            session_path_text(state),
-        ),
+        Intent::SaveSession => open_line(state, LineInputPurpose::SaveSession, session_path_text(state)),
         Intent::LoadSession => {
             if let Some(job) = state.running_job() {
                 state.notify(
@@ -123,11 +116,7 @@ fn apply_intent(state: &mut AppState, intent: Intent, effects: &mut Vec<Effect>)
                     format!("Job #{job} is running; cancel it (c) before loading a session"),
                 );
             } else {
-                open_line(
-                    state,
-                    LineInputPurpose::LoadSession,
-                    session_path_text(state),
-                );
+                open_line(state, LineInputPurpose::LoadSession, session_path_text(state));
             }
         }
         Intent::StepsUp => state.draft.steps = (state.draft.steps + 1).min(MAX_STEPS),
@@ -213,11 +202,7 @@ fn move_cursor(state: &mut AppState, delta: isize) {
         }
         // The log scrolls up (older) with k/↑: the offset counts lines from the bottom.
         Pane::Log => {
-            state.log_scroll = step(
-                state.log_scroll,
-                state.log.len().max(1),
-                delta.saturating_neg(),
-            )
+            state.log_scroll = step(state.log_scroll, state.log.len().max(1), delta.saturating_neg())
         }
         Pane::Progress | Pane::Gpu | Pane::Preview => {}
     }
@@ -226,10 +211,7 @@ fn move_cursor(state: &mut AppState, delta: isize) {
 fn queue_draft(state: &mut AppState) {
     let prompt = state.draft.prompt_text().trim().to_string();
     if prompt.is_empty() {
-        state.notify(
-            LogLevel::Warn,
-            "The prompt is empty: press i and type one first",
-        );
+        state.notify(LogLevel::Warn, "The prompt is empty: press i and type one first");
         return;
     }
     let (width, height, steps, seed) = (
@@ -384,10 +366,7 @@ fn duplicate_job(state: &mut AppState) {
     state.queue.insert(state.selected + 1, copy);
     state.selected += 1;
     state.revision += 1;
-    state.notify(
-        LogLevel::Info,
-        format!("Duplicated job #{} as #{id}", entry.id),
-    );
+    state.notify(LogLevel::Info, format!("Duplicated job #{} as #{id}", entry.id));
 }
 
 fn rerun_job(state: &mut AppState) {
@@ -457,10 +436,7 @@ fn cancel_selected(state: &mut AppState, effects: &mut Vec<Effect>) {
             }
             state.notify(LogLevel::Info, format!("Cancelling job #{id}…"));
         }
-        _ => state.notify(
-            LogLevel::Info,
-            format!("Job #{id} is not queued or running"),
-        ),
+        _ => state.notify(LogLevel::Info, format!("Job #{id} is not queued or running")),
     }
 }
 
@@ -486,10 +462,7 @@ fn paste(state: &mut AppState, text: &str) {
             state.draft.prompt.insert_str(&text);
         }
         Mode::LineInput(_) => {
-            state
-                .draft
-                .line
-                .insert_str(text.lines().next().unwrap_or(""));
+            state.draft.line.insert_str(text.lines().next().unwrap_or(""));
         }
         Mode::Normal => {
             state.focus = Pane::Editor;
@@ -507,9 +480,7 @@ fn secs_between(from: Duration, to: Duration) -> f64 {
 
 fn worker_event(state: &mut AppState, event: Event, at: Duration) {
     match event {
-        Event::Loading { part, done, total } => {
-            state.model = ModelStatus::Loading { part, done, total }
-        }
+        Event::Loading { part, done, total } => state.model = ModelStatus::Loading { part, done, total },
         Event::Loaded { info, secs } => {
             state.notify(
                 LogLevel::Info,
@@ -575,17 +546,12 @@ fn worker_event(state: &mut AppState, event: Event, at: Duration) {
         }
         Event::Done { job, output } => {
             let run = state.running.take_if(|r| r.job == job);
-            let total_secs = run
-                .as_ref()
-                .map_or(output.timings.total().as_secs_f64(), |r| {
-                    secs_between(r.started_at, at)
-                });
-            let save_secs = run
-                .as_ref()
-                .and_then(|r| r.decode_started_at)
-                .map(|decode_at| {
-                    (secs_between(decode_at, at) - output.timings.decode.as_secs_f64()).max(0.0)
-                });
+            let total_secs = run.as_ref().map_or(output.timings.total().as_secs_f64(), |r| {
+                secs_between(r.started_at, at)
+            });
+            let save_secs = run.as_ref().and_then(|r| r.decode_started_at).map(|decode_at| {
+                (secs_between(decode_at, at) - output.timings.decode.as_secs_f64()).max(0.0)
+            });
             for warning in &output.warnings {
                 state.push_log(LogLevel::Warn, format!("Job #{job}: {warning}"));
             }
@@ -659,10 +625,7 @@ fn session_loaded(state: &mut AppState, result: Result<LoadedSession, String>) {
     match result {
         Ok(session) => {
             if state.running.is_some() {
-                state.notify(
-                    LogLevel::Warn,
-                    "A job is running; the session was not loaded",
-                );
+                state.notify(LogLevel::Warn, "A job is running; the session was not loaded");
                 return;
             }
             state.queue = session
@@ -704,11 +667,7 @@ fn start_next_job(state: &mut AppState, effects: &mut Vec<Effect>) {
     if state.quitting || state.paused || state.running.is_some() || !state.model_ready() {
         return;
     }
-    let Some(index) = state
-        .queue
-        .iter()
-        .position(|e| e.status == JobStatus::Queued)
-    else {
+    let Some(index) = state.queue.iter().position(|e| e.status == JobStatus::Queued) else {
         return;
     };
     let seed = match state.queue[index].seed {
@@ -717,10 +676,9 @@ fn start_next_job(state: &mut AppState, effects: &mut Vec<Effect>) {
     };
     let settings = &state.settings;
     let entry = &mut state.queue[index];
-    let output = settings.output_dir.join(format!(
-        "{}-{:03}-{seed}.png",
-        settings.output_prefix, entry.id
-    ));
+    let output = settings
+        .output_dir
+        .join(format!("{}-{:03}-{seed}.png", settings.output_prefix, entry.id));
     let request = GenerationRequest {
         prompt: entry.prompt.clone(),
         width: entry.width,
@@ -746,10 +704,9 @@ fn start_next_job(state: &mut AppState, effects: &mut Vec<Effect>) {
         total: entry.steps,
     };
     let job = Job {
-        id: entry.id,
-        request,
         output: Some(output),
         previews: settings.previews,
+        ..Job::new(entry.id, request)
     };
     state.running = Some(RunProgress {
         job: job.id,

@@ -133,10 +133,7 @@ fn a_queued_prompt_is_submitted_with_its_settings_once_the_model_is_ready() {
     );
     let seed = s.queue[0].used_seed.expect("seed drawn at start");
     assert_eq!(job.request.seed, seed);
-    assert_eq!(
-        job.output,
-        Some(PathBuf::from(format!("/out/t-001-{seed}.png")))
-    );
+    assert_eq!(job.output, Some(PathBuf::from(format!("/out/t-001-{seed}.png"))));
     assert_eq!(s.queue[0].status, JobStatus::Running { step: 0, total: 4 });
     assert_eq!(s.running_job(), Some(1));
 }
@@ -270,10 +267,7 @@ fn ctrl_c_cancels_the_running_job_first_then_quits() {
     queue(&mut s, "one");
     queue(&mut s, "two");
     let effects = intent(&mut s, Intent::Interrupt);
-    assert!(matches!(
-        effects.as_slice(),
-        [Effect::Worker(Command::Cancel(1))]
-    ));
+    assert!(matches!(effects.as_slice(), [Effect::Worker(Command::Cancel(1))]));
     assert!(!s.quitting);
     assert!(s.paused, "the next job must not start by itself");
     let effects = worker(
@@ -312,10 +306,7 @@ fn q_asks_before_quitting_while_a_job_runs() {
     assert_eq!(s.mode, Mode::Normal);
     intent(&mut s, Intent::Quit);
     let effects = intent(&mut s, Intent::ConfirmYes);
-    assert!(matches!(
-        effects.as_slice(),
-        [Effect::Worker(Command::Cancel(1))]
-    ));
+    assert!(matches!(effects.as_slice(), [Effect::Worker(Command::Cancel(1))]));
     assert!(s.quitting);
 
     let mut idle = ready();
@@ -371,10 +362,7 @@ fn the_running_job_cannot_be_deleted_but_can_be_cancelled() {
     assert_eq!(s.queue.len(), 1);
     assert!(s.message.as_ref().unwrap().text.contains("c cancels"));
     let effects = intent(&mut s, Intent::CancelJob);
-    assert!(matches!(
-        effects.as_slice(),
-        [Effect::Worker(Command::Cancel(1))]
-    ));
+    assert!(matches!(effects.as_slice(), [Effect::Worker(Command::Cancel(1))]));
 }
 
 #[test]
@@ -470,13 +458,8 @@ fn saving_and_loading_go_through_a_path_input() {
     assert_eq!(s.mode, Mode::LineInput(LineInputPurpose::SaveSession));
     s.draft.line = new_line_input("/tmp/x.toml");
     let effects = intent(&mut s, Intent::SubmitLine);
-    assert!(
-        matches!(effects.as_slice(), [Effect::SaveSession(p)] if p == &PathBuf::from("/tmp/x.toml"))
-    );
-    update(
-        &mut s,
-        Action::SessionSaved(Ok(PathBuf::from("/tmp/x.toml"))),
-    );
+    assert!(matches!(effects.as_slice(), [Effect::SaveSession(p)] if p == &PathBuf::from("/tmp/x.toml")));
+    update(&mut s, Action::SessionSaved(Ok(PathBuf::from("/tmp/x.toml"))));
     assert_eq!(s.session_path, Some(PathBuf::from("/tmp/x.toml")));
 }
 
@@ -569,10 +552,7 @@ fn random_seeds_are_reproducible_from_the_generator_seed() {
     let mut a = AppState::new(settings(), 42);
     let mut b = AppState::new(settings(), 42);
     let seeds: Vec<u64> = (0..3).map(|_| a.next_random_seed()).collect();
-    assert_eq!(
-        seeds,
-        (0..3).map(|_| b.next_random_seed()).collect::<Vec<_>>()
-    );
+    assert_eq!(seeds, (0..3).map(|_| b.next_random_seed()).collect::<Vec<_>>());
     assert!(seeds[0] != seeds[1] && seeds.iter().all(|s| *s <= i64::MAX as u64));
 }
 

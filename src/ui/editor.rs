@@ -42,9 +42,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, palette: &Palette) 
     let draft = &state.draft;
     let field = |label: &str, value: String, which: DraftField| -> Vec<Span<'static>> {
         let value_style = if selected(which) {
-            Style::default()
-                .fg(palette.selection_fg)
-                .bg(palette.selection_bg)
+            Style::default().fg(palette.selection_fg).bg(palette.selection_bg)
         } else {
             Style::default().fg(palette.accent)
         };

@@ -89,9 +89,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, palette: &Palette) 
         frame.render_widget(
             Paragraph::new(Line::styled(
                 "No GPU telemetry",
-                Style::default()
-                    .fg(palette.warn)
-                    .add_modifier(Modifier::BOLD),
+                Style::default().fg(palette.warn).add_modifier(Modifier::BOLD),
             )),
             first,
         );

@@ -24,9 +24,7 @@ pub fn draw(frame: &mut Frame, screen: Rect, palette: &Palette) {
     frame.render_widget(Clear, area);
     frame.render_widget(block, area);
 
-    let heading = Style::default()
-        .fg(palette.accent)
-        .add_modifier(Modifier::BOLD);
+    let heading = Style::default().fg(palette.accent).add_modifier(Modifier::BOLD);
     let mut entries: Vec<(Option<String>, String)> = Vec::new();
     for (context, bindings) in keymap::sections() {
         if !entries.is_empty() {
@@ -39,8 +37,7 @@ pub fn draw(frame: &mut Frame, screen: Rect, palette: &Palette) {
     }
     let rows = inner.height.max(1) as usize;
     let columns = entries.len().div_ceil(rows).max(1);
-    let areas =
-        Layout::horizontal(vec![Constraint::Ratio(1, columns as u32); columns]).split(inner);
+    let areas = Layout::horizontal(vec![Constraint::Ratio(1, columns as u32); columns]).split(inner);
     for (chunk, area) in entries.chunks(rows).zip(areas.iter()) {
         let width = area.width.saturating_sub(1) as usize;
         let key_width = (width / 2).min(14);
@@ -50,10 +47,7 @@ pub fn draw(frame: &mut Frame, screen: Rect, palette: &Palette) {
                 None => Line::styled(truncate(text, width), heading),
                 Some(keys) => Line::from(vec![
                     Span::styled(
-                        format!(
-                            "{:<key_width$}",
-                            truncate(keys, key_width.saturating_sub(1))
-                        ),
+                        format!("{:<key_width$}", truncate(keys, key_width.saturating_sub(1))),
                         Style::default().fg(palette.warn),
                     ),
                     Span::raw(truncate(text, width.saturating_sub(key_width))),

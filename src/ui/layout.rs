@@ -25,12 +25,8 @@ pub fn split(area: Rect) -> Option<PaneAreas> {
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         return None;
     }
-    let [header, body, footer] = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Min(0),
-        Constraint::Length(2),
-    ])
-    .areas(area);
+    let [header, body, footer] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(2)]).areas(area);
     if area.width >= WIDE {
         let [left, middle, right] = Layout::horizontal([
             Constraint::Percentage(32),
@@ -41,8 +37,7 @@ pub fn split(area: Rect) -> Option<PaneAreas> {
         let [queue, log] =
             Layout::vertical([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(left);
         let [editor, progress] =
-            Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)])
-                .areas(middle);
+            Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(middle);
         let [preview, gpu] =
             Layout::vertical([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(right);
         Some(PaneAreas {
@@ -57,8 +52,7 @@ pub fn split(area: Rect) -> Option<PaneAreas> {
         })
     } else {
         let [left, right] =
-            Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
-                .areas(body);
+            Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(body);
         let [queue, editor, log] = Layout::vertical([
             Constraint::Percentage(38),
             Constraint::Percentage(34),
@@ -90,14 +84,7 @@ mod tests {
 
     #[test]
     fn panes_fit_inside_the_screen_and_do_not_overlap() {
-        for (w, h) in [
-            (80, 24),
-            (100, 30),
-            (119, 40),
-            (120, 40),
-            (160, 48),
-            (300, 100),
-        ] {
+        for (w, h) in [(80, 24), (100, 30), (119, 40), (120, 40), (160, 48), (300, 100)] {
             let area = Rect::new(0, 0, w, h);
             let a = split(area).unwrap();
             let panes = [

@@ -64,9 +64,7 @@ pub fn pane_block<'a>(state: &AppState, pane: Pane, palette: &Palette) -> Block<
         || pane == Pane::Editor && matches!(state.mode, Mode::InsertPrompt);
     let (border_style, border_type) = if focused {
         (
-            Style::default()
-                .fg(palette.accent)
-                .add_modifier(Modifier::BOLD),
+            Style::default().fg(palette.accent).add_modifier(Modifier::BOLD),
             BorderType::Thick,
         )
     } else {

@@ -23,8 +23,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, palette: &Palette) 
         frame.render_widget(Paragraph::new(text), inner);
         return None;
     };
-    let [image_area, caption] =
-        Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
+    let [image_area, caption] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
     let image = &preview.image;
     let caption_text = match preview.step {
         Some(step) => format!("job #{} · step {step} (latent preview)", preview.job),
@@ -78,8 +77,7 @@ impl Widget for HalfBlocks<'_> {
         }
         let pixel = |x: u16, y: u16| -> Color {
             let px = (x as u64 * img.width as u64 / area.width as u64).min(img.width as u64 - 1);
-            let py = (y as u64 * img.height as u64 / (area.height as u64 * 2))
-                .min(img.height as u64 - 1);
+            let py = (y as u64 * img.height as u64 / (area.height as u64 * 2)).min(img.height as u64 - 1);
             let i = ((py * img.width as u64 + px) * 3) as usize;
             Color::Rgb(img.pixels[i], img.pixels[i + 1], img.pixels[i + 2])
         };

@@ -21,9 +21,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, palette: &Palette) 
             let text = vec![
                 Line::styled(
                     "Model failed to load",
-                    Style::default()
-                        .fg(palette.error)
-                        .add_modifier(Modifier::BOLD),
+                    Style::default().fg(palette.error).add_modifier(Modifier::BOLD),
                 ),
                 Line::from(message.clone()),
                 Line::styled(
@@ -59,10 +57,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, palette: &Palette) 
     } else if let Some(last) = &state.last_run {
         draw_finished(frame, inner, state, last, palette);
     } else {
-        let text = Line::styled(
-            "Idle. Queue a prompt to start.",
-            Style::default().fg(palette.dim),
-        );
+        let text = Line::styled("Idle. Queue a prompt to start.", Style::default().fg(palette.dim));
         frame.render_widget(Paragraph::new(text), inner);
     }
 }
@@ -116,19 +111,9 @@ fn timing_lines(
     ]
 }
 
-fn draw_running(
-    frame: &mut Frame,
-    area: Rect,
-    state: &AppState,
-    run: &RunProgress,
-    palette: &Palette,
-) {
-    let [title, gauge, rest] = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Length(1),
-        Constraint::Min(0),
-    ])
-    .areas(area);
+fn draw_running(frame: &mut Frame, area: Rect, state: &AppState, run: &RunProgress, palette: &Palette) {
+    let [title, gauge, rest] =
+        Layout::vertical([Constraint::Length(1), Constraint::Length(1), Constraint::Min(0)]).areas(area);
     let cancel = if run.cancel_requested {
         " · cancelling…"
     } else {
@@ -176,10 +161,7 @@ fn draw_running(
         palette,
     );
     lines.push(Line::from(vec![
-        Span::styled(
-            format!("{:<8}", "elapsed"),
-            Style::default().fg(palette.dim),
-        ),
+        Span::styled(format!("{:<8}", "elapsed"), Style::default().fg(palette.dim)),
         Span::raw(secs(elapsed)),
         Span::raw("   "),
         Span::styled("peak mem ", Style::default().fg(palette.dim)),
@@ -188,13 +170,7 @@ fn draw_running(
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), rest);
 }
 
-fn draw_finished(
-    frame: &mut Frame,
-    area: Rect,
-    state: &AppState,
-    last: &FinishedRun,
-    palette: &Palette,
-) {
+fn draw_finished(frame: &mut Frame, area: Rect, state: &AppState, last: &FinishedRun, palette: &Palette) {
     let steps: Vec<f64> = last.timings.steps.iter().map(|d| d.as_secs_f64()).collect();
     let mean = if steps.is_empty() {
         0.0

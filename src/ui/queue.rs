@@ -31,9 +31,7 @@ fn short_reason(kind: FailureKind, reason: &str) -> String {
 fn status_style(status: &JobStatus, palette: &Palette) -> Style {
     match status {
         JobStatus::Queued => Style::default().fg(palette.dim),
-        JobStatus::Running { .. } => Style::default()
-            .fg(palette.accent)
-            .add_modifier(Modifier::BOLD),
+        JobStatus::Running { .. } => Style::default().fg(palette.accent).add_modifier(Modifier::BOLD),
         JobStatus::Done { .. } => Style::default().fg(palette.ok),
         JobStatus::Failed { .. } => Style::default().fg(palette.error),
         JobStatus::Cancelled => Style::default().fg(palette.warn),
@@ -47,10 +45,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, palette: &Palette) 
     if state.queue.is_empty() {
         let text = vec![
             Line::from("No jobs yet."),
-            Line::styled(
-                "i types a prompt, a queues it.",
-                Style::default().fg(palette.dim),
-            ),
+            Line::styled("i types a prompt, a queues it.", Style::default().fg(palette.dim)),
         ];
         frame.render_widget(Paragraph::new(text), inner);
         return;
@@ -80,9 +75,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, palette: &Palette) 
     }
     widths.push(Constraint::Min(4));
     let selected_style = if state.focus == Pane::Queue {
-        Style::default()
-            .fg(palette.selection_fg)
-            .bg(palette.selection_bg)
+        Style::default().fg(palette.selection_fg).bg(palette.selection_bg)
     } else {
         Style::default().add_modifier(Modifier::REVERSED)
     };
@@ -113,14 +106,12 @@ fn details<'a>(entry: &QueueEntry, palette: &Palette, width: usize) -> Vec<Line<
         entry.id, entry.width, entry.height, entry.steps
     );
     let (second, style) = match (&entry.status, &entry.output) {
-        (JobStatus::Failed { reason, .. }, _) => (
-            format!("failed: {reason}"),
-            Style::default().fg(palette.error),
-        ),
-        (JobStatus::Done { .. }, Some(path)) => (
-            format!("→ {}", path.display()),
-            Style::default().fg(palette.ok),
-        ),
+        (JobStatus::Failed { reason, .. }, _) => {
+            (format!("failed: {reason}"), Style::default().fg(palette.error))
+        }
+        (JobStatus::Done { .. }, Some(path)) => {
+            (format!("→ {}", path.display()), Style::default().fg(palette.ok))
+        }
         _ => (String::new(), Style::default()),
     };
     let dim = Style::default().fg(palette.dim);

@@ -15,20 +15,16 @@ use crate::app::state::{AppState, JobStatus, LogLevel, Mode, ModelStatus};
 pub fn draw_header(frame: &mut Frame, area: Rect, state: &AppState, palette: &Palette) {
     let dim = Style::default().fg(palette.dim);
     let model = match &state.model {
-        ModelStatus::Loading { part, .. } => Span::styled(
-            format!("loading {part}…"),
-            Style::default().fg(palette.warn),
-        ),
+        ModelStatus::Loading { part, .. } => {
+            Span::styled(format!("loading {part}…"), Style::default().fg(palette.warn))
+        }
         ModelStatus::Ready { info, .. } => {
             let style = if info.random_weights {
                 Style::default().fg(palette.warn)
             } else {
                 Style::default().fg(palette.ok)
             };
-            Span::styled(
-                format!("{} · {} {}", info.label, info.device, info.dtype),
-                style,
-            )
+            Span::styled(format!("{} · {} {}", info.label, info.device, info.dtype), style)
         }
         ModelStatus::Failed { .. } => {
             Span::styled("model failed to load", Style::default().fg(palette.error))
@@ -59,9 +55,7 @@ pub fn draw_header(frame: &mut Frame, area: Rect, state: &AppState, palette: &Pa
     if state.paused {
         spans.push(Span::styled(
             " │ PAUSED",
-            Style::default()
-                .fg(palette.warn)
-                .add_modifier(Modifier::BOLD),
+            Style::default().fg(palette.warn).add_modifier(Modifier::BOLD),
         ));
     }
     let session = state
@@ -73,10 +67,7 @@ pub fn draw_header(frame: &mut Frame, area: Rect, state: &AppState, palette: &Pa
     let used: usize = spans.iter().map(|s| s.width()).sum();
     let room = (area.width as usize).saturating_sub(used + 3);
     if room > 10 {
-        spans.push(Span::styled(
-            format!(" │ {}", truncate(&session, room)),
-            dim,
-        ));
+        spans.push(Span::styled(format!(" │ {}", truncate(&session, room)), dim));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
@@ -105,10 +96,7 @@ pub fn draw_footer(frame: &mut Frame, area: Rect, state: &AppState, palette: &Pa
             LogLevel::Error => Style::default().fg(palette.error),
         };
         frame.render_widget(
-            Paragraph::new(Span::styled(
-                truncate(&message.text, area.width as usize),
-                style,
-            )),
+            Paragraph::new(Span::styled(truncate(&message.text, area.width as usize), style)),
             message_area,
         );
     }
@@ -157,15 +145,12 @@ pub fn draw_confirm_quit(frame: &mut Frame, screen: Rect, state: &AppState, pale
     };
     frame.render_widget(Clear, area);
     frame.render_widget(
-        Paragraph::new(text)
-            .centered()
-            .wrap(Wrap { trim: true })
-            .block(
-                Block::bordered()
-                    .border_type(BorderType::Double)
-                    .border_style(Style::default().fg(palette.warn))
-                    .title(" Quit? "),
-            ),
+        Paragraph::new(text).centered().wrap(Wrap { trim: true }).block(
+            Block::bordered()
+                .border_type(BorderType::Double)
+                .border_style(Style::default().fg(palette.warn))
+                .title(" Quit? "),
+        ),
         area,
     );
 }
