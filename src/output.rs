@@ -64,10 +64,7 @@ pub fn check_writable(path: &Path) -> io::Result<()> {
         if meta.permissions().readonly() {
             return Err(annotate(
                 path,
-                io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    "the existing file is read-only",
-                ),
+                io::Error::new(io::ErrorKind::PermissionDenied, "the existing file is read-only"),
             ));
         }
     }
@@ -110,9 +107,7 @@ pub fn encode_png(image: &RgbImage, text: &[(&str, String)]) -> io::Result<Vec<u
             added.map_err(io::Error::other)?;
         }
         let mut writer = encoder.write_header().map_err(io::Error::other)?;
-        writer
-            .write_image_data(&image.pixels)
-            .map_err(io::Error::other)?;
+        writer.write_image_data(&image.pixels).map_err(io::Error::other)?;
         writer.finish().map_err(io::Error::other)?;
     }
     Ok(bytes)
@@ -152,16 +147,10 @@ pub fn read_png_text(path: &Path) -> io::Result<PngText> {
         .map(|c| (c.keyword.clone(), c.text.clone()))
         .collect();
     for chunk in &info.compressed_latin1_text {
-        text.push((
-            chunk.keyword.clone(),
-            chunk.get_text().map_err(io::Error::other)?,
-        ));
+        text.push((chunk.keyword.clone(), chunk.get_text().map_err(io::Error::other)?));
     }
     for chunk in &info.utf8_text {
-        text.push((
-            chunk.keyword.clone(),
-            chunk.get_text().map_err(io::Error::other)?,
-        ));
+        text.push((chunk.keyword.clone(), chunk.get_text().map_err(io::Error::other)?));
     }
     Ok(PngText {
         width: info.width,
@@ -178,9 +167,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let result = (|| {
         let mut file = BufWriter::new(fs::File::create(&temp)?);
         file.write_all(bytes)?;
-        file.into_inner()
-            .map_err(|err| err.into_error())?
-            .sync_all()?;
+        file.into_inner().map_err(|err| err.into_error())?.sync_all()?;
         fs::rename(&temp, path)
     })();
     if result.is_err() {
@@ -208,10 +195,7 @@ fn temp_path(path: &Path) -> PathBuf {
 }
 
 fn annotate(path: &Path, err: io::Error) -> io::Error {
-    io::Error::new(
-        err.kind(),
-        format!("cannot write {}: {err}", path.display()),
-    )
+    io::Error::new(err.kind(), format!("cannot write {}: {err}", path.display()))
 }
 
 #[cfg(test)]

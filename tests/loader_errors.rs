@@ -6,9 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use zimage_tui::model::loader::{
-    discover, resolve, validate_dir, ModelSource, ModelSpec, SearchPaths,
-};
+use zimage_tui::model::loader::{discover, resolve, validate_dir, ModelSource, ModelSpec, SearchPaths};
 
 fn write_tensors(path: &Path, tensors: &[(&str, usize)]) {
     let map: HashMap<String, Tensor> = tensors
@@ -26,13 +24,7 @@ fn write_tensors(path: &Path, tensors: &[(&str, usize)]) {
 /// A structurally complete diffusers layout with tiny placeholder tensors: the transformer
 /// sharded in two with an index, the others single-file.
 fn fake_model(root: &Path) {
-    for dir in [
-        "scheduler",
-        "tokenizer",
-        "text_encoder",
-        "transformer",
-        "vae",
-    ] {
+    for dir in ["scheduler", "tokenizer", "text_encoder", "transformer", "vae"] {
         fs::create_dir_all(root.join(dir)).unwrap();
     }
     fs::write(
@@ -40,11 +32,7 @@ fn fake_model(root: &Path) {
         r#"{"_class_name": "ZImagePipeline"}"#,
     )
     .unwrap();
-    fs::write(
-        root.join("scheduler/scheduler_config.json"),
-        r#"{"shift": 3.0}"#,
-    )
-    .unwrap();
+    fs::write(root.join("scheduler/scheduler_config.json"), r#"{"shift": 3.0}"#).unwrap();
     fs::write(root.join("tokenizer/tokenizer.json"), r#"{"model": {}}"#).unwrap();
     for part in ["text_encoder", "transformer", "vae"] {
         fs::write(root.join(part).join("config.json"), "{}").unwrap();
@@ -122,8 +110,7 @@ fn missing_shard_is_named() {
     .unwrap();
     let err = error_of(dir.path());
     assert!(
-        err.contains("diffusion_pytorch_model-00002-of-00002.safetensors")
-            && err.contains("missing shard"),
+        err.contains("diffusion_pytorch_model-00002-of-00002.safetensors") && err.contains("missing shard"),
         "{err}"
     );
 }
@@ -191,8 +178,7 @@ fn missing_weights_are_named() {
     fs::remove_file(dir.path().join("text_encoder/model.safetensors")).unwrap();
     let err = error_of(dir.path());
     assert!(
-        err.contains("text_encoder/model.safetensors.index.json")
-            && err.contains("model.safetensors"),
+        err.contains("text_encoder/model.safetensors.index.json") && err.contains("model.safetensors"),
         "{err}"
     );
 }
@@ -240,9 +226,7 @@ fn hugging_face_cache_prefers_refs_main_and_skips_incomplete_snapshots() {
     assert_eq!(found.len(), 3);
     assert_eq!(found[0].path, main);
     assert!(found[0].default && found[0].valid);
-    assert!(found
-        .iter()
-        .all(|m| m.source == ModelSource::HuggingFaceCache));
+    assert!(found.iter().all(|m| m.source == ModelSource::HuggingFaceCache));
     let broken = found.iter().find(|m| m.path == partial).unwrap();
     assert!(!broken.valid && !broken.default && broken.problem.is_some());
     assert_eq!(resolve(&paths), ModelSpec::Dir(main));
@@ -301,9 +285,7 @@ fn search_paths_follow_the_environment_variables() {
     // Only reads the environment; the variables are set by nobody else in this test binary.
     let paths = SearchPaths::from_env(Some(PathBuf::from("/x")));
     assert_eq!(paths.flag, Some(PathBuf::from("/x")));
-    if std::env::var_os("HF_HUB_CACHE").is_none()
-        && std::env::var_os("HUGGINGFACE_HUB_CACHE").is_none()
-    {
+    if std::env::var_os("HF_HUB_CACHE").is_none() && std::env::var_os("HUGGINGFACE_HUB_CACHE").is_none() {
         if let Some(home) = std::env::var_os("HF_HOME") {
             assert_eq!(paths.hf_hub, Some(PathBuf::from(home).join("hub")));
         } else {

@@ -136,11 +136,7 @@ fn prepare(args: &GenArgs) -> Result<Plan, Failure> {
     };
     let is_demo = matches!(&spec, ModelSpec::Demo)
         || matches!(&spec, ModelSpec::RandomWeights { preset } if preset == "demo");
-    let default_size = if is_demo {
-        DEMO_DEFAULT_SIZE
-    } else {
-        DEFAULT_SIZE
-    };
+    let default_size = if is_demo { DEMO_DEFAULT_SIZE } else { DEFAULT_SIZE };
     let seed = args.seed.unwrap_or_else(random_seed);
     let request = GenerationRequest {
         prompt: args.prompt.clone(),
@@ -221,10 +217,7 @@ fn execute(args: &GenArgs, plan: Plan) -> ExitCode {
                 info = Some((loaded, secs));
             }
             Event::LoadFailed { message } => {
-                break Err((
-                    FailureKind::Internal,
-                    format!("cannot load the model: {message}"),
-                ));
+                break Err((FailureKind::Internal, format!("cannot load the model: {message}")));
             }
             Event::Stage { stage, .. } => bar.set_message(format!("{stage:?}").to_lowercase()),
             Event::Step { step, total, .. } => {
@@ -260,14 +253,7 @@ fn execute(args: &GenArgs, plan: Plan) -> ExitCode {
     }
 }
 
-fn report(
-    args: &GenArgs,
-    plan: &Plan,
-    info: &ModelInfo,
-    load_secs: f64,
-    output: &JobOutput,
-    wall: Duration,
-) {
+fn report(args: &GenArgs, plan: &Plan, info: &ModelInfo, load_secs: f64, output: &JobOutput, wall: Duration) {
     let request = &plan.request;
     if args.json {
         let report = JsonReport {

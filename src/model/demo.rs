@@ -55,8 +55,7 @@ pub fn demo_tokenizer() -> Result<tokenizers::Tokenizer> {
 /// The printable symbols byte-level BPE uses for the bytes 0..=255, in byte order (GPT-2's
 /// mapping: printable Latin-1 bytes stand for themselves, the others are shifted past 255).
 fn byte_symbols() -> Vec<char> {
-    let printable =
-        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
     let mut next_shifted = 256u32;
     (0u32..256)
         .map(|byte| {

@@ -160,15 +160,14 @@ impl SearchPaths {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         };
-        let home = var("HOME")
-            .or_else(|| directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()));
+        let home = var("HOME").or_else(|| directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()));
         let cache = var("XDG_CACHE_HOME").or_else(|| home.as_ref().map(|h| h.join(".cache")));
         let hf_hub = var("HF_HUB_CACHE")
             .or_else(|| var("HUGGINGFACE_HUB_CACHE"))
             .or_else(|| var("HF_HOME").map(|h| h.join("hub")))
             .or_else(|| cache.as_ref().map(|c| c.join("huggingface").join("hub")));
-        let modelscope = var("MODELSCOPE_CACHE")
-            .or_else(|| cache.as_ref().map(|c| c.join("modelscope").join("hub")));
+        let modelscope =
+            var("MODELSCOPE_CACHE").or_else(|| cache.as_ref().map(|c| c.join("modelscope").join("hub")));
         Self {
             flag,
             env: var(MODEL_ENV),
@@ -350,14 +349,8 @@ fn is_empty_dir(dir: &Path) -> bool {
 fn require_file(path: &Path, what: &str) -> Result<u64> {
     match fs::metadata(path) {
         Ok(meta) if meta.is_file() && meta.len() > 0 => Ok(meta.len()),
-        Ok(meta) if meta.is_file() => Err(ModelError::load(
-            path,
-            format!("file is empty (expected {what})"),
-        )),
-        Ok(_) => Err(ModelError::load(
-            path,
-            format!("not a file (expected {what})"),
-        )),
+        Ok(meta) if meta.is_file() => Err(ModelError::load(path, format!("file is empty (expected {what})"))),
+        Ok(_) => Err(ModelError::load(path, format!("not a file (expected {what})"))),
         Err(_) => Err(ModelError::load(path, format!("missing (expected {what})"))),
     }
 }
@@ -365,8 +358,8 @@ fn require_file(path: &Path, what: &str) -> Result<u64> {
 /// Reads a JSON file, naming it in any error.
 pub fn read_json(path: &Path, what: &str) -> Result<serde_json::Value> {
     require_file(path, what)?;
-    let text = fs::read_to_string(path)
-        .map_err(|err| ModelError::load(path, format!("cannot read: {err}")))?;
+    let text =
+        fs::read_to_string(path).map_err(|err| ModelError::load(path, format!("cannot read: {err}")))?;
     serde_json::from_str(&text)
         .map_err(|err| ModelError::load(path, format!("invalid JSON ({err}); expected {what}")))
 }
@@ -471,10 +464,7 @@ fn check_index_matches_shards(index: &Path, headers: &[SafetensorsHeader]) -> Re
     for header in headers {
         let shard = &header.path;
         let name = file_name(shard);
-        for (tensor, _) in map
-            .iter()
-            .filter(|(_, f)| f.as_str() == Some(name.as_str()))
-        {
+        for (tensor, _) in map.iter().filter(|(_, f)| f.as_str() == Some(name.as_str())) {
             if !header.tensors.contains_key(tensor) {
                 return Err(ModelError::load(
                     shard,

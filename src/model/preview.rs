@@ -89,11 +89,7 @@ fn stretch(values: &[f32]) -> Vec<u8> {
     sorted.sort_by(f32::total_cmp);
     let low = sorted[sorted.len() / 100];
     let high = sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)];
-    let scale = if high > low {
-        255.0 / (high - low)
-    } else {
-        0.0
-    };
+    let scale = if high > low { 255.0 / (high - low) } else { 0.0 };
     values
         .iter()
         .map(|v| {

@@ -28,11 +28,7 @@ pub type ProgressFn = Arc<dyn Fn(LoadProgress) + Send + Sync>;
 /// The dtype to compute in: the override if given, else f32 on CPU and bf16 on CUDA.
 pub fn target_dtype(device: &Device, requested: Option<&str>) -> Result<DType> {
     match requested {
-        None => Ok(if device.is_cuda() {
-            DType::BF16
-        } else {
-            DType::F32
-        }),
+        None => Ok(if device.is_cuda() { DType::BF16 } else { DType::F32 }),
         Some(name) => parse_dtype(name),
     }
 }
@@ -89,8 +85,7 @@ impl WeightStats {
             .problem
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        slot.take()
-            .map(|(file, problem)| ModelError::load(file, problem))
+        slot.take().map(|(file, problem)| ModelError::load(file, problem))
     }
 
     fn record_problem(&self, file: &Path, problem: &str) {
@@ -166,12 +161,11 @@ pub fn read_safetensors_header(path: &Path) -> Result<SafetensorsHeader> {
     let mut json = vec![0u8; header_len as usize];
     file.read_exact(&mut json)
         .map_err(|err| fail(format!("cannot read header: {err}")))?;
-    let raw: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(&json).map_err(|err| {
-            fail(format!(
-                "not a safetensors file: header is not valid JSON ({err})"
-            ))
-        })?;
+    let raw: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&json).map_err(|err| {
+        fail(format!(
+            "not a safetensors file: header is not valid JSON ({err})"
+        ))
+    })?;
     let mut tensors = BTreeMap::new();
     let mut data_len = 0u64;
     for (name, value) in raw {
@@ -245,9 +239,7 @@ impl SafetensorsWeights {
     /// `part` names the component in progress reports ("transformer", ...).
     pub fn open(part: &str, files: &[PathBuf], progress: Option<ProgressFn>) -> Result<Self> {
         let Some(first) = files.first() else {
-            return Err(ModelError::Compute(format!(
-                "{part}: no weight files given"
-            )));
+            return Err(ModelError::Compute(format!("{part}: no weight files given")));
         };
         let mut index: HashMap<String, IndexedTensor> = HashMap::new();
         let mut total_bytes = 0;
@@ -274,9 +266,8 @@ impl SafetensorsWeights {
         }
         // SAFETY: the files are mapped read-only; like every mmap loader we rely on nobody
         // truncating a checkpoint while it is loaded (headers and lengths were checked above).
-        let mmaps = unsafe { MmapedSafetensors::multi(files) }.map_err(|err| {
-            ModelError::load(first, format!("cannot memory-map the weights: {err}"))
-        })?;
+        let mmaps = unsafe { MmapedSafetensors::multi(files) }
+            .map_err(|err| ModelError::load(first, format!("cannot memory-map the weights: {err}")))?;
         Ok(Self {
             part: part.to_string(),
             mmaps,
@@ -306,11 +297,7 @@ impl SafetensorsWeights {
     }
 
     /// A `VarBuilder` over these weights in `dtype` on `device`, and the stats it fills.
-    pub fn into_var_builder(
-        self,
-        dtype: DType,
-        device: &Device,
-    ) -> (VarBuilder<'static>, Arc<WeightStats>) {
+    pub fn into_var_builder(self, dtype: DType, device: &Device) -> (VarBuilder<'static>, Arc<WeightStats>) {
         let stats = self.stats.clone();
         (
             VarBuilder::from_backend(Box::new(self), dtype, device.clone()),
@@ -418,11 +405,7 @@ impl RandomWeights {
     }
 
     /// A `VarBuilder` drawing from this backend, and the stats it fills.
-    pub fn into_var_builder(
-        self,
-        dtype: DType,
-        device: &Device,
-    ) -> (VarBuilder<'static>, Arc<WeightStats>) {
+    pub fn into_var_builder(self, dtype: DType, device: &Device) -> (VarBuilder<'static>, Arc<WeightStats>) {
         let stats = self.stats.clone();
         (
             VarBuilder::from_backend(Box::new(self), dtype, device.clone()),
@@ -477,12 +460,7 @@ impl SimpleBackend for RandomWeights {
         self.make(&s, name, hint, dtype, dev)
     }
 
-    fn get_unchecked(
-        &self,
-        name: &str,
-        _dtype: DType,
-        _dev: &Device,
-    ) -> candle_core::Result<Tensor> {
+    fn get_unchecked(&self, name: &str, _dtype: DType, _dev: &Device) -> candle_core::Result<Tensor> {
         Err(candle_core::Error::Msg(format!(
             "random weights need a shape for tensor {name} (the model asked without one)"
         )))
@@ -508,15 +486,9 @@ impl ValueKind {
         let module = stem.rsplit('.').next().unwrap_or(stem).to_ascii_lowercase();
         let is_norm = module.contains("norm") || module.contains("ln_");
         match (leaf, shape.rank()) {
-            ("weight" | "scale" | "gamma", 1) if is_norm => Self::Normal {
-                mean: 1.0,
-                std: 0.02,
-            },
+            ("weight" | "scale" | "gamma", 1) if is_norm => Self::Normal { mean: 1.0, std: 0.02 },
             ("bias" | "beta", _) if is_norm => Self::Constant(0.0),
-            ("bias", _) => Self::Normal {
-                mean: 0.0,
-                std: 0.02,
-            },
+            ("bias", _) => Self::Normal { mean: 0.0, std: 0.02 },
             _ => match hint {
                 // Explicit non-zero constants from candle_nn helpers (e.g. group_norm weight = 1).
                 candle_nn::Init::Const(value) if value != 0.0 => Self::Constant(value),
@@ -614,10 +586,7 @@ mod tests {
     use super::*;
 
     fn write_safetensors(path: &Path, tensors: &[(&str, Tensor)]) {
-        let map: HashMap<String, Tensor> = tensors
-            .iter()
-            .map(|(n, t)| (n.to_string(), t.clone()))
-            .collect();
+        let map: HashMap<String, Tensor> = tensors.iter().map(|(n, t)| (n.to_string(), t.clone())).collect();
         candle_core::safetensors::save(&map, path).expect("save safetensors");
     }
 
@@ -660,10 +629,7 @@ mod tests {
         let a = dir.path().join("shard.safetensors");
         write_safetensors(
             &a,
-            &[(
-                "w",
-                Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap(),
-            )],
+            &[("w", Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap())],
         );
         let (vb, stats) = SafetensorsWeights::open("vae", std::slice::from_ref(&a), None)
             .unwrap()
@@ -751,10 +717,7 @@ mod tests {
     #[test]
     fn dtype_defaults_and_overrides() {
         assert_eq!(target_dtype(&Device::Cpu, None).unwrap(), DType::F32);
-        assert_eq!(
-            target_dtype(&Device::Cpu, Some("bf16")).unwrap(),
-            DType::BF16
-        );
+        assert_eq!(target_dtype(&Device::Cpu, Some("bf16")).unwrap(), DType::BF16);
         assert!(parse_dtype("int4").is_err());
     }
 }

@@ -9,11 +9,7 @@ use crate::model::{GenerationRequest, Progress, Result};
 /// A loaded text-to-image model.
 pub trait Engine {
     fn info(&self) -> &ModelInfo;
-    fn generate(
-        &self,
-        request: &GenerationRequest,
-        progress: &mut dyn Progress,
-    ) -> Result<Generated>;
+    fn generate(&self, request: &GenerationRequest, progress: &mut dyn Progress) -> Result<Generated>;
 }
 
 impl Engine for ZImagePipeline {
@@ -21,11 +17,7 @@ impl Engine for ZImagePipeline {
         ZImagePipeline::info(self)
     }
 
-    fn generate(
-        &self,
-        request: &GenerationRequest,
-        progress: &mut dyn Progress,
-    ) -> Result<Generated> {
+    fn generate(&self, request: &GenerationRequest, progress: &mut dyn Progress) -> Result<Generated> {
         ZImagePipeline::generate(self, request, progress)
     }
 }

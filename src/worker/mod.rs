@@ -37,26 +37,29 @@ pub struct Job {
     pub output: Option<PathBuf>,
     /// Send cheap latent previews after each step.
     pub previews: bool,
+    /// Test hook (bench OOM containment): fail this job as if the device ran out of memory after
+    /// this many denoising steps (0 = before the first). The worker stops the pipeline through
+    /// its cancel check, so intermediate tensors are dropped exactly as on a real error, and
+    /// reports `FailureKind::OutOfMemory`; the model stays loaded. `None` in normal use.
+    pub inject_oom_after_step: Option<usize>,
 }
 
 impl Job {
-    /// A job with no file output and no previews.
+    /// A job with no file output, no previews and no injected failure.
     pub fn new(id: JobId, request: GenerationRequest) -> Self {
         Self {
             id,
             request,
             output: None,
             previews: false,
+            inject_oom_after_step: None,
         }
     }
 }
 
 #[derive(Debug)]
 pub enum Command {
-    LoadModel {
-        spec: ModelSpec,
-        options: LoadOptions,
-    },
+    LoadModel { spec: ModelSpec, options: LoadOptions },
     Submit(Job),
     Cancel(JobId),
     Shutdown,
@@ -175,10 +178,7 @@ pub fn spawn(events: UnboundedSender<Event>) -> std::io::Result<WorkerHandle> {
 }
 
 /// Starts a worker with a given loader and VRAM probe.
-pub fn spawn_with(
-    config: WorkerConfig,
-    events: UnboundedSender<Event>,
-) -> std::io::Result<WorkerHandle> {
+pub fn spawn_with(config: WorkerConfig, events: UnboundedSender<Event>) -> std::io::Result<WorkerHandle> {
     let (commands, inbox) = mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("zimage-worker".into())

@@ -1,6 +1,6 @@
 //! The worker loop: an ordered queue of loads and jobs, commands drained between steps.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc, Mutex};
@@ -10,8 +10,7 @@ use candle_core::Tensor;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{
-    Command, Engine, EngineLoader, Event, FailureKind, Job, JobId, JobOutput, VramProbe,
-    WorkerConfig,
+    Command, Engine, EngineLoader, Event, FailureKind, Job, JobId, JobOutput, VramProbe, WorkerConfig,
 };
 use crate::model::loader::{LoadOptions, LoadProgress, ModelSpec};
 use crate::model::preview::LatentProjection;
@@ -25,10 +24,7 @@ const PREVIEW_MAX_SIDE: usize = 128;
 const LOADING_EVENT_INTERVAL: Duration = Duration::from_millis(50);
 
 enum Work {
-    Load {
-        spec: ModelSpec,
-        options: LoadOptions,
-    },
+    Load { spec: ModelSpec, options: LoadOptions },
     Job(Job),
 }
 
@@ -114,9 +110,7 @@ impl Worker {
         self.engine = None;
         let started = Instant::now();
         let progress = loading_events(self.events.clone());
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            self.loader.load(spec, options, progress)
-        }));
+        let result = catch_unwind(AssertUnwindSafe(|| self.loader.load(spec, options, progress)));
         match result {
             Ok(Ok(engine)) => {
                 let info = engine.info().clone();
@@ -182,18 +176,29 @@ impl Worker {
             vram: self.vram.as_deref_mut(),
             peak: None,
             projection: &self.projection,
+            steps_done: 0,
+            injected_oom: Cell::new(false),
         };
         observer.sample_vram();
-        let generated = catch_unwind(AssertUnwindSafe(|| {
-            engine.generate(&job.request, &mut observer)
-        }))
-        .map_err(|panic| {
-            (
-                FailureKind::Internal,
-                format!("internal error: {}", panic_text(&panic)),
-            )
-        })?
-        .map_err(failure)?;
+        let generated = catch_unwind(AssertUnwindSafe(|| engine.generate(&job.request, &mut observer)))
+            .map_err(|panic| {
+                (
+                    FailureKind::Internal,
+                    format!("internal error: {}", panic_text(&panic)),
+                )
+            })?;
+        let generated = match generated {
+            Err(ModelError::Cancelled) if observer.injected_oom.get() => {
+                return Err((
+                    FailureKind::OutOfMemory,
+                    format!(
+                        "out of memory (injected by the test hook after {} steps)",
+                        observer.steps_done
+                    ),
+                ))
+            }
+            other => other.map_err(failure)?,
+        };
         observer.sample_vram();
         let peak_vram_bytes = observer.peak;
         let info = engine.info();
@@ -276,6 +281,10 @@ struct JobObserver<'a> {
     vram: Option<&'a mut (dyn VramProbe + 'static)>,
     peak: Option<u64>,
     projection: &'a LatentProjection,
+    /// Denoising steps finished so far.
+    steps_done: usize,
+    /// The `inject_oom_after_step` test hook stopped the job.
+    injected_oom: Cell<bool>,
 }
 
 impl JobObserver<'_> {
@@ -300,6 +309,7 @@ impl Progress for JobObserver<'_> {
     }
 
     fn step(&mut self, step: usize, total: usize, elapsed: Duration, latents: &Tensor) {
+        self.steps_done = step;
         self.sample_vram();
         self.send(Event::Step {
             job: self.job.id,
@@ -322,6 +332,14 @@ impl Progress for JobObserver<'_> {
     }
 
     fn cancelled(&self) -> bool {
+        if self
+            .job
+            .inject_oom_after_step
+            .is_some_and(|after| self.steps_done >= after)
+        {
+            self.injected_oom.set(true);
+            return true;
+        }
         let mut inbox = self.inbox.borrow_mut();
         drain(&mut inbox, self.events);
         inbox.cancel_running

@@ -26,11 +26,7 @@ impl Engine for ScriptedEngine {
         &self.info
     }
 
-    fn generate(
-        &self,
-        request: &GenerationRequest,
-        progress: &mut dyn Progress,
-    ) -> Result<Generated> {
+    fn generate(&self, request: &GenerationRequest, progress: &mut dyn Progress) -> Result<Generated> {
         self.runs.fetch_add(1, Ordering::SeqCst);
         progress.stage(Stage::Encode);
         progress.stage(Stage::Denoise);
@@ -71,17 +67,9 @@ struct ScriptedLoader {
 }
 
 impl EngineLoader for ScriptedLoader {
-    fn load(
-        &mut self,
-        spec: &ModelSpec,
-        _: &LoadOptions,
-        progress: ProgressFn,
-    ) -> Result<Box<dyn Engine>> {
+    fn load(&mut self, spec: &ModelSpec, _: &LoadOptions, progress: ProgressFn) -> Result<Box<dyn Engine>> {
         if let ModelSpec::Dir(path) = spec {
-            return Err(ModelError::load(
-                path,
-                "missing (expected model_index.json)",
-            ));
+            return Err(ModelError::load(path, "missing (expected model_index.json)"));
         }
         for part in ["text_encoder", "transformer", "vae"] {
             progress(crate::model::loader::LoadProgress {
@@ -225,25 +213,17 @@ fn cancel_stops_the_running_job_and_removes_a_queued_one() {
     worker.cancel(2);
     worker.cancel(1);
     let events = until_end(&mut rx, 3);
-    assert_eq!(
-        failure_of(&events, 1).map(|f| f.0),
-        Some(FailureKind::Cancelled)
-    );
+    assert_eq!(failure_of(&events, 1).map(|f| f.0), Some(FailureKind::Cancelled));
     assert_eq!(
         failure_of(&events, 2),
         Some((FailureKind::Cancelled, "cancelled before it started".into()))
     );
-    assert!(!events
-        .iter()
-        .any(|e| matches!(e, Event::Started { job: 2 })));
+    assert!(!events.iter().any(|e| matches!(e, Event::Started { job: 2 })));
     let steps_of_1 = events
         .iter()
         .filter(|e| matches!(e, Event::Step { job: 1, .. }))
         .count();
-    assert!(
-        steps_of_1 < 20,
-        "job 1 ran {steps_of_1} more steps after cancel"
-    );
+    assert!(steps_of_1 < 20, "job 1 ran {steps_of_1} more steps after cancel");
     assert!(matches!(events.last(), Some(Event::Done { job: 3, .. })));
     assert_eq!(runs.load(Ordering::SeqCst), 2, "job 2 must never run");
 }
@@ -257,9 +237,9 @@ fn load_failure_is_reported_and_jobs_say_why_they_cannot_run() {
     );
     worker.submit(job(7, "x", 1));
     let events = until_end(&mut rx, 7);
-    assert!(events.iter().any(
-        |e| matches!(e, Event::LoadFailed { message } if message.contains("/nonexistent/model"))
-    ));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::LoadFailed { message } if message.contains("/nonexistent/model"))));
     let (kind, message) = failure_of(&events, 7).expect("job fails");
     assert_eq!(kind, FailureKind::Internal);
     assert!(message.contains("failed to load"), "{message}");
@@ -301,4 +281,24 @@ fn dropping_the_handle_stops_a_running_job() {
     let started = std::time::Instant::now();
     drop(worker);
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn injected_oom_fails_only_that_job() {
+    let (worker, mut rx, _) = start(Duration::ZERO);
+    let mut failing = job(1, "x", 4);
+    failing.inject_oom_after_step = Some(2);
+    worker.submit(failing);
+    worker.submit(job(2, "x", 1));
+    let events = until_end(&mut rx, 2);
+    assert_eq!(
+        failure_of(&events, 1).map(|f| f.0),
+        Some(FailureKind::OutOfMemory)
+    );
+    let steps_of_1 = events
+        .iter()
+        .filter(|e| matches!(e, Event::Step { job: 1, .. }))
+        .count();
+    assert_eq!(steps_of_1, 2);
+    assert!(matches!(events.last(), Some(Event::Done { job: 2, .. })));
 }
