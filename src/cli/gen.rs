@@ -187,10 +187,8 @@ fn execute(args: &GenArgs, plan: Plan) -> ExitCode {
         }
     };
     let job = Job {
-        id: 1,
-        request: plan.request.clone(),
         output: Some(plan.out.clone()),
-        previews: false,
+        ..Job::new(1, plan.request.clone())
     };
     worker.load_model(plan.spec.clone(), plan.options.clone());
     worker.submit(job);
