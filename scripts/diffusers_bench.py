@@ -139,6 +139,8 @@ def bench(pipe, args, clock, h, w, steps, compiled):
         for key in ("total_s", "encode_s", "denoise_s", "vae_s"):
             row[key] = median([r[key] for r in runs])
         row["per_step_s"] = row["denoise_s"] / steps
+        # the anchor's total_s (shared/anchors) excluded the text encoder; this one is comparable
+        row["total_no_encode_s"] = median([r["denoise_s"] + r["vae_s"] for r in runs])
         row["peak_alloc_gib"], row["peak_reserved_gib"] = peak(clock)
         row["ok"] = True
     except torch.OutOfMemoryError:

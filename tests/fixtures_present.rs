@@ -35,10 +35,7 @@ fn tiny_model_has_the_hugging_face_layout() {
         "vae/config.json",
         "vae/diffusion_pytorch_model.safetensors",
     ] {
-        assert!(
-            tiny.join(file).is_file(),
-            "missing tests/fixtures/tiny/{file}"
-        );
+        assert!(tiny.join(file).is_file(), "missing tests/fixtures/tiny/{file}");
     }
     let index = read_json(&tiny.join("transformer/diffusion_pytorch_model.safetensors.index.json"));
     let weight_map = index["weight_map"]
@@ -47,10 +44,7 @@ fn tiny_model_has_the_hugging_face_layout() {
     let mut shards: Vec<&str> = weight_map.values().filter_map(Value::as_str).collect();
     shards.sort_unstable();
     shards.dedup();
-    assert!(
-        shards.len() >= 2,
-        "transformer should be sharded, got {shards:?}"
-    );
+    assert!(shards.len() >= 2, "transformer should be sharded, got {shards:?}");
     for shard in shards {
         let bytes = fs::read(tiny.join("transformer").join(shard)).expect("shard readable");
         let st = safetensors::SafeTensors::deserialize(&bytes)
@@ -114,10 +108,7 @@ fn reference_json_holds_prompts_ids_and_schedules() {
         let templated = meta["templated"][key].as_str().expect("templated prompt");
         assert!(templated.starts_with("<|im_start|>user\n"));
     }
-    assert_eq!(
-        meta["qwen3_ids"]["long"].as_array().map(Vec::len),
-        Some(512)
-    );
+    assert_eq!(meta["qwen3_ids"]["long"].as_array().map(Vec::len), Some(512));
     let sigmas = meta["scheduler"]["s9.h1024w1024"]["sigmas"]
         .as_array()
         .expect("9-step sigmas");
@@ -134,8 +125,38 @@ fn real_qwen3_tokenizer_is_the_recorded_one() {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    assert_eq!(
-        Some(digest.as_str()),
-        meta["real_tokenizer_sha256"].as_str()
-    );
+    assert_eq!(Some(digest.as_str()), meta["real_tokenizer_sha256"].as_str());
+}
+
+/// Both tokenizer.json files load in the Rust `tokenizers` crate and reproduce diffusers' ids for
+/// the templated prompts (the first 512), so the parity tests stand on a usable tokenizer.
+#[test]
+fn tokenizer_files_reproduce_the_recorded_ids() {
+    let meta = reference_json();
+    for (file, ids_key) in [
+        ("qwen3-tokenizer/tokenizer.json", "qwen3_ids"),
+        ("tiny/tokenizer/tokenizer.json", "tiny_ids"),
+    ] {
+        let tokenizer =
+            tokenizers::Tokenizer::from_file(fixtures().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        for key in ["en", "zh", "long"] {
+            let text = meta["templated"][key].as_str().expect("templated prompt");
+            let encoding = tokenizer
+                .encode(text, true)
+                .unwrap_or_else(|e| panic!("{file} cannot encode {key}: {e}"));
+            let got: Vec<u64> = encoding
+                .get_ids()
+                .iter()
+                .take(512)
+                .map(|&id| u64::from(id))
+                .collect();
+            let want: Vec<u64> = meta[ids_key][key]
+                .as_array()
+                .expect("recorded ids")
+                .iter()
+                .map(|v| v.as_u64().expect("id"))
+                .collect();
+            assert_eq!(got, want, "{file}, prompt {key}");
+        }
+    }
 }
