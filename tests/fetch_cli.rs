@@ -68,9 +68,7 @@ fn fetch_then_models_verify_finds_a_bad_file() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success());
     assert!(
-        stdout.contains("huggingface cache")
-            && stdout.contains("[default]")
-            && stdout.contains("complete"),
+        stdout.contains("huggingface cache") && stdout.contains("[default]") && stdout.contains("complete"),
         "{stdout}"
     );
     assert!(stdout.contains("F32"), "{stdout}");
@@ -95,10 +93,7 @@ fn fetch_then_models_verify_finds_a_bad_file() {
     assert_eq!(output.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let bad = json[0]["verify"]["first_bad"].as_str().unwrap();
-    assert!(
-        bad.contains("vae/diffusion_pytorch_model.safetensors"),
-        "{bad}"
-    );
+    assert!(bad.contains("vae/diffusion_pytorch_model.safetensors"), "{bad}");
 }
 
 #[test]
@@ -123,10 +118,7 @@ fn refused_connection_and_bad_arguments_are_clear() {
         "{stderr}"
     );
 
-    let output = zimage()
-        .args(["fetch", "--source", "gitlab"])
-        .output()
-        .unwrap();
+    let output = zimage().args(["fetch", "--source", "gitlab"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let output = zimage()
         .args(["models", "--model"])

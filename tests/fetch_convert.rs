@@ -6,9 +6,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device};
 use half::bf16;
-use zimage_tui::fetch::convert::{
-    cache_dir_for, convert_component, converted_cache_for, PROVENANCE_FILE,
-};
+use zimage_tui::fetch::convert::{cache_dir_for, convert_component, converted_cache_for, PROVENANCE_FILE};
 
 /// F32 values that exercise the cast: ties, subnormals, infinities, NaN, signed zero.
 fn tricky_values() -> Vec<f32> {
@@ -39,10 +37,7 @@ fn write_component(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let values = tricky_values();
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let ids: Vec<u8> = [3i64, -7, 1 << 40]
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
+    let ids: Vec<u8> = [3i64, -7, 1 << 40].iter().flat_map(|v| v.to_le_bytes()).collect();
     let half_values: Vec<u8> = [1.5f32, -2.25]
         .iter()
         .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
@@ -91,10 +86,7 @@ fn converted_cache_equals_the_cast_of_the_source() {
 
     let cache = convert_component(&component, &mut |_, _, _| {}).unwrap();
     assert_eq!(cache.dir, cache_dir_for(&component, "bf16"));
-    assert_eq!(
-        cache.dir,
-        root.path().join(".zimage-cache/transformer-bf16")
-    );
+    assert_eq!(cache.dir, root.path().join(".zimage-cache/transformer-bf16"));
     for name in ["config.json", "model.safetensors.index.json"] {
         assert_eq!(
             std::fs::read(component.join(name)).unwrap(),
@@ -107,8 +99,7 @@ fn converted_cache_equals_the_cast_of_the_source() {
         "model-00002-of-00002.safetensors",
     ] {
         let source = candle_core::safetensors::load(component.join(shard), &Device::Cpu).unwrap();
-        let converted =
-            candle_core::safetensors::load(cache.dir.join(shard), &Device::Cpu).unwrap();
+        let converted = candle_core::safetensors::load(cache.dir.join(shard), &Device::Cpu).unwrap();
         assert_eq!(source.len(), converted.len());
         for (name, original) in &source {
             let copy = &converted[name];

@@ -72,10 +72,7 @@ fn downloads_into_the_huggingface_cache_layout() {
     assert!(link.starts_with("../../../blobs"), "{link:?}");
     let blob_name = link.file_name().unwrap().to_str().unwrap().to_string();
     assert_eq!(blob_name.len(), 64);
-    assert_eq!(
-        blob_name,
-        zimage_tui::fetch::http::sha256_hex(&files[SHARD])
-    );
+    assert_eq!(blob_name, zimage_tui::fetch::http::sha256_hex(&files[SHARD]));
     let config_blob = std::fs::read_link(snapshot.join("vae/config.json")).unwrap();
     assert_eq!(config_blob.file_name().unwrap().len(), 40);
     // Nothing half-written is left behind, the manifest is saved, the checkpoint is complete.
@@ -140,12 +137,14 @@ fn downloads_into_the_modelscope_cache_layout() {
     let dir = result.unwrap();
     assert_eq!(dir, cache.path().join("models/Tongyi-MAI/Z-Image-Turbo"));
     assert_checkpoint_files(&dir, &files);
-    assert!(hub.log().iter().any(|l| l
-        .path
-        .contains("/repo/files?Revision=master&Recursive=true")));
-    assert!(hub.log().iter().any(|l| l
-        .path
-        .contains("/repo?Revision=master&FilePath=transformer%2F")));
+    assert!(hub
+        .log()
+        .iter()
+        .any(|l| l.path.contains("/repo/files?Revision=master&Recursive=true")));
+    assert!(hub
+        .log()
+        .iter()
+        .any(|l| l.path.contains("/repo?Revision=master&FilePath=transformer%2F")));
     assert!(
         hub.log().iter().all(|l| l.authorization.is_none()),
         "no HF token goes to ModelScope"
@@ -256,10 +255,7 @@ fn not_found_is_reported_clearly() {
     let mut options = plain_options(&hub, dir.path());
     options.repo = "Tongyi-MAI/No-Such-Model".into();
     let err = run(&options, &client(None), &no_env).0.unwrap_err();
-    assert!(
-        matches!(err, FetchError::Status { status: 404, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, FetchError::Status { status: 404, .. }), "{err}");
     let text = err.to_string();
     assert!(
         text.contains("No-Such-Model") && text.contains("not found"),
@@ -317,10 +313,7 @@ fn hf_endpoint_and_token_come_from_the_environment() {
     )
     .0
     .unwrap_err();
-    assert!(
-        matches!(err, FetchError::Status { status: 401, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, FetchError::Status { status: 401, .. }), "{err}");
     assert!(err.to_string().contains("HF_TOKEN"), "{err}");
 
     let env = env_with(&[
@@ -352,10 +345,7 @@ fn verify_finds_a_bad_file() {
     run(&plain_options(&hub, dir.path()), &client(None), &no_env)
         .0
         .unwrap();
-    assert_eq!(
-        verify_dir(dir.path(), &mut |_, _, _| {}).unwrap().first_bad,
-        None
-    );
+    assert_eq!(verify_dir(dir.path(), &mut |_, _, _| {}).unwrap().first_bad, None);
 
     // Same size, one byte changed: only the hash can tell.
     let path = dir
@@ -367,10 +357,7 @@ fn verify_finds_a_bad_file() {
     std::fs::write(&path, bytes).unwrap();
     let outcome = verify_dir(dir.path(), &mut |_, _, _| {}).unwrap();
     let bad = outcome.first_bad.expect("the changed file is found");
-    assert!(
-        bad.contains("00002-of-00002") && bad.contains("sha256"),
-        "{bad}"
-    );
+    assert!(bad.contains("00002-of-00002") && bad.contains("sha256"), "{bad}");
 
     // A truncated file is caught by the cheap listing too.
     let text = dir.path().join("text_encoder/model.safetensors");

@@ -7,9 +7,7 @@ use std::process::ExitCode;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::fetch::env::{process_env, REPO_ID};
-use crate::fetch::{
-    self, FetchEvent, FetchOptions, HttpClient, RetryPolicy, Source, TransferEvent,
-};
+use crate::fetch::{self, FetchEvent, FetchOptions, HttpClient, RetryPolicy, Source, TransferEvent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SourceArg {
@@ -125,10 +123,7 @@ pub fn run(args: FetchArgs) -> ExitCode {
                     delay,
                 },
         } => {
-            bar.println(format!(
-                "{path}: {reason}; retry {attempt} in {:.0?}",
-                delay
-            ));
+            bar.println(format!("{path}: {reason}; retry {attempt} in {:.0?}", delay));
         }
         FetchEvent::Transfer {
             path,

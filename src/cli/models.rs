@@ -144,9 +144,7 @@ fn convert(entry: &Entry, dtype: &str) -> bool {
         .filter(|c| c.dtypes.contains_key("F32") && c.converted.as_deref() != Some(dtype))
         .collect();
     if targets.is_empty() {
-        eprintln!(
-            "nothing to convert: no component has fp32 weights without a valid {dtype} cache"
-        );
+        eprintln!("nothing to convert: no component has fp32 weights without a valid {dtype} cache");
         return true;
     }
     for component in targets {
@@ -194,16 +192,14 @@ fn print_entries(entries: &[Entry]) {
     if entries.is_empty() {
         println!("no Z-Image-Turbo checkpoint found.");
         println!("looked at: --model, $ZIMAGE_MODEL, the Hugging Face cache, the ModelScope cache");
-        println!("get one with `zimage-tui fetch` (or `--source modelscope`); until then the demo model is used");
+        println!(
+            "get one with `zimage-tui fetch` (or `--source modelscope`); until then the demo model is used"
+        );
         return;
     }
     for entry in entries {
         let marker = if entry.default { "*" } else { " " };
-        let state = if entry.complete {
-            "complete"
-        } else {
-            "INCOMPLETE"
-        };
+        let state = if entry.complete { "complete" } else { "INCOMPLETE" };
         println!(
             "{marker} {}  ({}){}",
             entry.report.dir.display(),

@@ -130,22 +130,18 @@ fn component_files(component_dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
 }
 
 /// Writes the bf16 cache of `component_dir`, reporting (file, bytes read, file size).
-pub fn convert_component(
-    component_dir: &Path,
-    on: &mut dyn FnMut(&str, u64, u64),
-) -> Result<ConvertedCache> {
+pub fn convert_component(component_dir: &Path, on: &mut dyn FnMut(&str, u64, u64)) -> Result<ConvertedCache> {
     let dtype = "bf16";
     let out_dir = cache_dir_for(component_dir, dtype);
     std::fs::create_dir_all(&out_dir).map_err(|e| FetchError::io(&out_dir, e))?;
     // Invalidate first: a cache is only valid once its provenance is written, last.
     super::http::remove_if_exists(&out_dir.join(PROVENANCE_FILE))?;
 
-    let known_hashes =
-        super::manifest::Manifest::read(component_dir.parent().unwrap_or(Path::new(".")))
-            .ok()
-            .flatten()
-            .map(|m| m.listing.files)
-            .unwrap_or_default();
+    let known_hashes = super::manifest::Manifest::read(component_dir.parent().unwrap_or(Path::new(".")))
+        .ok()
+        .flatten()
+        .map(|m| m.listing.files)
+        .unwrap_or_default();
     let component = component_dir
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -189,8 +185,7 @@ pub fn convert_component(
             .map(|d| d.as_secs())
             .unwrap_or(0),
     };
-    let text =
-        serde_json::to_vec_pretty(&provenance).map_err(|e| FetchError::Invalid(e.to_string()))?;
+    let text = serde_json::to_vec_pretty(&provenance).map_err(|e| FetchError::Invalid(e.to_string()))?;
     write_atomically(&out_dir.join(PROVENANCE_FILE), &text)?;
     Ok(ConvertedCache {
         dir: out_dir,
@@ -210,11 +205,7 @@ struct TensorEntry {
 
 /// Rewrites one safetensors file with every F32 tensor as BF16 (round to nearest even, NaN kept
 /// NaN), other dtypes unchanged, tensor by tensor (memory: one tensor).
-pub fn convert_safetensors(
-    source: &Path,
-    target: &Path,
-    on_bytes: &mut dyn FnMut(u64),
-) -> Result<()> {
+pub fn convert_safetensors(source: &Path, target: &Path, on_bytes: &mut dyn FnMut(u64)) -> Result<()> {
     let io_in = |e| FetchError::io(source, e);
     let io_out = |e| FetchError::io(target, e);
     let mut input = std::fs::File::open(source).map_err(io_in)?;
@@ -230,9 +221,7 @@ pub fn convert_safetensors(
     let mut header = vec![0u8; header_len as usize];
     input.read_exact(&mut header).map_err(io_in)?;
     let json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
-        .map_err(|e| {
-            FetchError::Invalid(format!("{}: bad safetensors header: {e}", source.display()))
-        })?;
+        .map_err(|e| FetchError::Invalid(format!("{}: bad safetensors header: {e}", source.display())))?;
     let data_start = 8 + header_len;
 
     let bad = |name: &str| {
@@ -293,15 +282,13 @@ pub fn convert_safetensors(
         );
         offset += len;
     }
-    let mut header_bytes =
-        serde_json::to_vec(&out_header).map_err(|e| FetchError::Invalid(e.to_string()))?;
+    let mut header_bytes = serde_json::to_vec(&out_header).map_err(|e| FetchError::Invalid(e.to_string()))?;
     // The data section starts 8-byte aligned, padded with spaces (as the reference writer does).
     while header_bytes.len() % 8 != 0 {
         header_bytes.push(b' ');
     }
 
-    let mut output =
-        BufWriter::with_capacity(1 << 20, std::fs::File::create(target).map_err(io_out)?);
+    let mut output = BufWriter::with_capacity(1 << 20, std::fs::File::create(target).map_err(io_out)?);
     output
         .write_all(&(header_bytes.len() as u64).to_le_bytes())
         .map_err(io_out)?;

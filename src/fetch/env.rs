@@ -129,10 +129,7 @@ mod tests {
     #[test]
     fn hf_paths_follow_huggingface_hub_precedence() {
         let env = env_of(&[("HOME", "/h")]);
-        assert_eq!(
-            hf_hub_cache(&env),
-            PathBuf::from("/h/.cache/huggingface/hub")
-        );
+        assert_eq!(hf_hub_cache(&env), PathBuf::from("/h/.cache/huggingface/hub"));
         let env = env_of(&[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")]);
         assert_eq!(hf_hub_cache(&env), PathBuf::from("/x/huggingface/hub"));
         let env = env_of(&[("HOME", "/h"), ("HF_HOME", "~/hf")]);
@@ -144,10 +141,7 @@ mod tests {
 
     #[test]
     fn endpoints_and_tokens() {
-        let env = env_of(&[
-            ("HF_ENDPOINT", "https://hf-mirror.com/"),
-            ("HF_TOKEN", " t1 "),
-        ]);
+        let env = env_of(&[("HF_ENDPOINT", "https://hf-mirror.com/"), ("HF_TOKEN", " t1 ")]);
         assert_eq!(hf_endpoint(&env), "https://hf-mirror.com");
         assert_eq!(hf_token(&env).as_deref(), Some("t1"));
         let env = env_of(&[("HF_ENDPOINT", "")]);
@@ -174,9 +168,6 @@ mod tests {
             PathBuf::from("/ms/models/Tongyi-MAI/Z-Image___Turbo")
         );
         let env = env_of(&[("HOME", "/h")]);
-        assert_eq!(
-            modelscope_cache(&env),
-            PathBuf::from("/h/.cache/modelscope/hub")
-        );
+        assert_eq!(modelscope_cache(&env), PathBuf::from("/h/.cache/modelscope/hub"));
     }
 }

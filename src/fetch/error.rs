@@ -9,11 +9,7 @@ pub enum FetchError {
     Unreachable { url: String, reason: String },
     /// The server answered with an error status.
     #[error("{url}: HTTP {status}{hint}")]
-    Status {
-        url: String,
-        status: u16,
-        hint: String,
-    },
+    Status { url: String, status: u16, hint: String },
     /// The transfer broke off and the retries ran out; the partial file is kept for a re-run.
     #[error("{url}: transfer failed after {attempts} attempts: {reason} (re-run to resume)")]
     Transfer {
@@ -33,10 +29,7 @@ pub enum FetchError {
         actual: String,
     },
     #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// The user asked to stop; partial files are kept.
     #[error("interrupted; partial files are kept, re-run to resume")]
     Cancelled,
@@ -54,9 +47,7 @@ impl FetchError {
 
     pub(crate) fn status(url: &str, status: u16) -> Self {
         let hint = match status {
-            401 | 403 => {
-                " (unauthorised: set HF_TOKEN to a token with access, or check the endpoint)"
-            }
+            401 | 403 => " (unauthorised: set HF_TOKEN to a token with access, or check the endpoint)",
             404 => " (not found: check the repository, revision, file name or endpoint)",
             416 => " (range not satisfiable)",
             429 => " (rate limited: wait and re-run)",

@@ -62,13 +62,7 @@ pub struct Listing {
 }
 
 /// Top-level entries the pipeline needs; the rest (README, sample images) is not fetched.
-const CHECKPOINT_DIRS: [&str; 5] = [
-    "scheduler",
-    "text_encoder",
-    "tokenizer",
-    "transformer",
-    "vae",
-];
+const CHECKPOINT_DIRS: [&str; 5] = ["scheduler", "text_encoder", "tokenizer", "transformer", "vae"];
 
 /// Whether a repository file belongs to the checkpoint the loader reads.
 pub fn is_checkpoint_file(path: &str) -> bool {
@@ -157,8 +151,8 @@ impl Hub {
         };
         let (commit, files) = match self.source {
             Source::HuggingFace => {
-                let info: HfRepoInfo = serde_json::from_str(body)
-                    .map_err(|e| bad(format!("not the HF repo info JSON: {e}")))?;
+                let info: HfRepoInfo =
+                    serde_json::from_str(body).map_err(|e| bad(format!("not the HF repo info JSON: {e}")))?;
                 let files = info
                     .siblings
                     .into_iter()
@@ -185,9 +179,7 @@ impl Hub {
                 if answer.code.is_some_and(|c| c != 200) || answer.success == Some(false) {
                     return Err(bad(format!(
                         "ModelScope says: {}",
-                        answer
-                            .message
-                            .unwrap_or_else(|| "error without message".into())
+                        answer.message.unwrap_or_else(|| "error without message".into())
                     )));
                 }
                 let data = answer.data.ok_or_else(|| bad("no Data field".into()))?;
@@ -199,10 +191,7 @@ impl Hub {
                     .map(|f| RemoteFile {
                         path: f.path,
                         size: f.size,
-                        sha256: f
-                            .sha256
-                            .filter(|h| !h.is_empty())
-                            .map(|h| h.to_ascii_lowercase()),
+                        sha256: f.sha256.filter(|h| !h.is_empty()).map(|h| h.to_ascii_lowercase()),
                         git_oid: None,
                     })
                     .collect();
@@ -338,11 +327,7 @@ mod tests {
         let listing = ms.parse_listing("master", "u", body).unwrap();
         assert_eq!(listing.files.len(), 1);
         assert_eq!(listing.files[0].sha256.as_deref(), Some("ab"));
-        let err = ms.parse_listing(
-            "master",
-            "u",
-            r#"{"Code":10010205,"Message":"model not found"}"#,
-        );
+        let err = ms.parse_listing("master", "u", r#"{"Code":10010205,"Message":"model not found"}"#);
         assert!(err.unwrap_err().to_string().contains("model not found"));
     }
 

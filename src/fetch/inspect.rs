@@ -13,13 +13,7 @@ use super::hub::RemoteFile;
 use super::manifest::Manifest;
 
 /// The components of the diffusers layout, in pipeline order.
-pub const COMPONENTS: [&str; 5] = [
-    "tokenizer",
-    "text_encoder",
-    "transformer",
-    "vae",
-    "scheduler",
-];
+pub const COMPONENTS: [&str; 5] = ["tokenizer", "text_encoder", "transformer", "vae", "scheduler"];
 
 /// Files each component must have besides its weights.
 fn required_files(component: &str) -> &'static [&'static str] {
@@ -98,10 +92,7 @@ pub fn read_safetensors_header(path: &Path) -> std::result::Result<(TensorShapes
             .as_array()
             .ok_or_else(|| format!("tensor {name} has no shape"))?
             .iter()
-            .map(|d| {
-                d.as_u64()
-                    .ok_or_else(|| format!("tensor {name} has a bad shape"))
-            })
+            .map(|d| d.as_u64().ok_or_else(|| format!("tensor {name} has a bad shape")))
             .collect::<std::result::Result<_, _>>()?;
         let end = info["data_offsets"][1]
             .as_u64()
@@ -119,14 +110,9 @@ fn weight_files(component_dir: &Path) -> std::result::Result<Vec<String>, String
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .collect();
     names.sort();
-    if let Some(index) = names
-        .iter()
-        .find(|n| n.ends_with(".safetensors.index.json"))
-    {
-        let text = std::fs::read_to_string(component_dir.join(index))
-            .map_err(|e| format!("{index}: {e}"))?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| format!("{index}: {e}"))?;
+    if let Some(index) = names.iter().find(|n| n.ends_with(".safetensors.index.json")) {
+        let text = std::fs::read_to_string(component_dir.join(index)).map_err(|e| format!("{index}: {e}"))?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{index}: {e}"))?;
         let shards: BTreeSet<String> = json["weight_map"]
             .as_object()
             .ok_or_else(|| format!("{index}: no weight_map"))?
@@ -176,9 +162,9 @@ pub fn inspect_dir(dir: &Path) -> CheckpointReport {
         if has_weights(name) {
             match weight_files(&component_dir) {
                 Err(problem) => report.problems.push(format!("{name}/: {problem}")),
-                Ok(files) if files.is_empty() => report
-                    .problems
-                    .push(format!("{name}/: no .safetensors weights")),
+                Ok(files) if files.is_empty() => {
+                    report.problems.push(format!("{name}/: no .safetensors weights"))
+                }
                 Ok(files) => {
                     for file in files {
                         check_weight_file(
@@ -197,18 +183,11 @@ pub fn inspect_dir(dir: &Path) -> CheckpointReport {
             let Ok(meta) = std::fs::metadata(&entry) else {
                 continue;
             };
-            let file_name = entry
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
+            let file_name = entry.file_name().and_then(|n| n.to_str()).unwrap_or_default();
             if file_name.ends_with(".part") || file_name.ends_with(".incomplete") {
-                report.partial_files.push(
-                    entry
-                        .strip_prefix(dir)
-                        .unwrap_or(&entry)
-                        .display()
-                        .to_string(),
-                );
+                report
+                    .partial_files
+                    .push(entry.strip_prefix(dir).unwrap_or(&entry).display().to_string());
                 continue;
             }
             component.files += 1;
@@ -238,12 +217,7 @@ pub fn inspect_dir(dir: &Path) -> CheckpointReport {
     report
 }
 
-fn check_weight_file(
-    path: &Path,
-    shown: &str,
-    component: &mut ComponentReport,
-    problems: &mut Vec<String>,
-) {
+fn check_weight_file(path: &Path, shown: &str, component: &mut ComponentReport, problems: &mut Vec<String>) {
     let actual = match std::fs::metadata(path) {
         Ok(meta) => meta.len(),
         Err(_) => {
@@ -260,8 +234,7 @@ fn check_weight_file(
                 ));
             }
             for (dtype, shape) in tensors.values() {
-                *component.dtypes.entry(dtype.clone()).or_default() +=
-                    shape.iter().product::<u64>();
+                *component.dtypes.entry(dtype.clone()).or_default() += shape.iter().product::<u64>();
             }
         }
     }
@@ -346,9 +319,8 @@ pub fn verify_dir(dir: &Path, on: VerifyProgress) -> Result<VerifyOutcome> {
     }
     for file in &expected {
         let path = repo_path(dir, &file.path);
-        let result = super::verify::check_file_reporting(&path, file, &mut |done| {
-            on(&file.path, done, file.size)
-        });
+        let result =
+            super::verify::check_file_reporting(&path, file, &mut |done| on(&file.path, done, file.size));
         match result {
             Ok(()) => {
                 outcome.checked += 1;

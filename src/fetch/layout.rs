@@ -32,19 +32,14 @@ impl Layout {
 
     fn blob<'a>(&self, file: &'a RemoteFile) -> Result<&'a str> {
         file.hf_blob_name().ok_or_else(|| {
-            FetchError::Invalid(format!(
-                "{}: the hub gave no hash to name its blob by",
-                file.path
-            ))
+            FetchError::Invalid(format!("{}: the hub gave no hash to name its blob by", file.path))
         })
     }
 
     /// The directory the loader opens: the snapshot, or the plain directory.
     pub fn model_dir(&self, listing: &Listing) -> Result<PathBuf> {
         match self {
-            Layout::HfCache { repo_root } => {
-                Ok(repo_root.join("snapshots").join(self.commit(listing)?))
-            }
+            Layout::HfCache { repo_root } => Ok(repo_root.join("snapshots").join(self.commit(listing)?)),
             Layout::Plain { dir } => Ok(dir.clone()),
         }
     }

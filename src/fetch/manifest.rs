@@ -51,8 +51,7 @@ impl Manifest {
     }
 
     pub fn write(&self, dir: &Path) -> Result<()> {
-        let text =
-            serde_json::to_vec_pretty(self).map_err(|e| FetchError::Invalid(e.to_string()))?;
+        let text = serde_json::to_vec_pretty(self).map_err(|e| FetchError::Invalid(e.to_string()))?;
         write_atomically(&dir.join(MANIFEST_FILE), &text)
     }
 }

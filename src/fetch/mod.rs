@@ -131,9 +131,7 @@ pub fn fetch(
     let hub = options.hub(env);
     let revision = options.revision();
     let listing_url = hub.listing_url(&revision);
-    let body = client.get_text(&listing_url, &mut |event| {
-        on(FetchEvent::ListingRetry { event })
-    })?;
+    let body = client.get_text(&listing_url, &mut |event| on(FetchEvent::ListingRetry { event }))?;
     let mut listing = hub.parse_listing(&revision, &listing_url, &body)?;
     listing.files.retain(|f| hub::is_checkpoint_file(&f.path));
     if listing.files.is_empty() {

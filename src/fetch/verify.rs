@@ -63,9 +63,7 @@ impl ContentHasher {
         let mut buffer = vec![0u8; 1 << 20];
         let mut done = 0u64;
         loop {
-            let n = reader
-                .read(&mut buffer)
-                .map_err(|e| FetchError::io(path, e))?;
+            let n = reader.read(&mut buffer).map_err(|e| FetchError::io(path, e))?;
             if n == 0 {
                 return Ok(());
             }
@@ -100,11 +98,7 @@ pub fn check_file(path: &Path, file: &RemoteFile) -> Result<()> {
 }
 
 /// `check_file`, telling `on_bytes` how many bytes of this file were hashed so far.
-pub fn check_file_reporting(
-    path: &Path,
-    file: &RemoteFile,
-    on_bytes: &mut dyn FnMut(u64),
-) -> Result<()> {
+pub fn check_file_reporting(path: &Path, file: &RemoteFile, on_bytes: &mut dyn FnMut(u64)) -> Result<()> {
     let size = std::fs::metadata(path)
         .map_err(|e| FetchError::io(path, e))?
         .len();

@@ -100,8 +100,7 @@ impl FakeHub {
         self.log()
             .into_iter()
             .filter(|l| {
-                l.path.ends_with(&format!("/{file}"))
-                    || l.path.ends_with(&format!("FilePath={encoded}"))
+                l.path.ends_with(&format!("/{file}")) || l.path.ends_with(&format!("FilePath={encoded}"))
             })
             .collect()
     }
@@ -118,10 +117,7 @@ impl Drop for FakeHub {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn git_oid(bytes: &[u8]) -> String {
@@ -194,11 +190,7 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
-    let target = request_line
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("/")
-        .to_string();
+    let target = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     let mut st = state.lock().unwrap();
     st.log.push(Logged {
@@ -258,14 +250,16 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             if let Some((dir, _)) = name.rsplit_once('/') {
                 dirs.insert(dir.to_string());
             }
-            files.push(serde_json::json!({"Name": name.rsplit('/').next(), "Path": name, "Type": "blob",
-                "Size": data.len(), "Sha256": sha256_hex(data), "Revision": COMMIT, "IsLFS": is_lfs(name)}));
+            files.push(
+                serde_json::json!({"Name": name.rsplit('/').next(), "Path": name, "Type": "blob",
+                "Size": data.len(), "Sha256": sha256_hex(data), "Revision": COMMIT, "IsLFS": is_lfs(name)}),
+            );
         }
         for dir in dirs {
-            files.push(serde_json::json!({"Name": dir, "Path": dir, "Type": "tree", "Size": 0, "Sha256": ""}));
+            files
+                .push(serde_json::json!({"Name": dir, "Path": dir, "Type": "tree", "Size": 0, "Sha256": ""}));
         }
-        let (h, body) =
-            json(serde_json::json!({"Code": 200, "Success": true, "Data": {"Files": files}}));
+        let (h, body) = json(serde_json::json!({"Code": 200, "Success": true, "Data": {"Files": files}}));
         drop(st);
         return respond(&mut stream, "200 OK", &h, &body);
     }
@@ -377,8 +371,7 @@ pub fn safetensors_f32(tensors: &[(&str, Vec<usize>)], seed: u64) -> Vec<u8> {
         .map(|(name, shape, bytes)| {
             (
                 name.clone(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                    .unwrap(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes).unwrap(),
             )
         })
         .collect();
@@ -397,10 +390,7 @@ pub fn fake_checkpoint() -> BTreeMap<String, Vec<u8>> {
     );
     put("README.md", b"# fake\n".to_vec());
     put("assets/showcase.jpg", noise(99, 5000));
-    put(
-        "scheduler/scheduler_config.json",
-        br#"{"shift":3.0}"#.to_vec(),
-    );
+    put("scheduler/scheduler_config.json", br#"{"shift":3.0}"#.to_vec());
     put("tokenizer/tokenizer.json", br#"{"model":{}}"#.to_vec());
     put("text_encoder/config.json", b"{}".to_vec());
     put(
@@ -437,10 +427,7 @@ pub fn fake_checkpoint() -> BTreeMap<String, Vec<u8>> {
 
 /// An environment for the library calls: only these variables exist.
 pub fn env_with(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
+    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     move |name: &str| map.get(name).cloned()
 }
 
