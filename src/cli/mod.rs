@@ -2,7 +2,9 @@
 //! headless. Each subcommand's arguments and code live in its own file, owned with its feature;
 //! this file only dispatches (one line per subcommand).
 
+pub mod fetch;
 pub mod gen;
+pub mod models;
 
 use std::process::ExitCode;
 
@@ -23,11 +25,17 @@ pub struct Cli {
 pub enum Commands {
     /// Generate one image headlessly.
     Gen(gen::GenArgs),
+    /// List Z-Image-Turbo checkpoints found; verify them; write the bf16 fast-load cache.
+    Models(models::ModelsArgs),
+    /// Download the checkpoint (resumable, verified) from Hugging Face or ModelScope.
+    Fetch(fetch::FetchArgs),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Commands::Gen(args)) => gen::run(args),
+        Some(Commands::Models(args)) => models::run(args),
+        Some(Commands::Fetch(args)) => fetch::run(args),
         None => {
             eprintln!("the dashboard is not available in this build yet; try `zimage-tui gen --prompt TEXT`");
             ExitCode::from(2)
