@@ -6,8 +6,15 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "zimage-tui", version, about = "Z-Image-Turbo text-to-image: terminal dashboard and headless tools")]
+#[command(
+    name = "zimage-tui",
+    version,
+    about = "Z-Image-Turbo text-to-image: terminal dashboard and headless tools"
+)]
 pub struct Cli {
+    // Config layering flags (`--config`, `--theme`, `--set KEY=VALUE`, ...): see src/config.rs.
+    #[command(flatten)]
+    pub config: crate::config::ConfigArgs,
     #[command(subcommand)]
     pub command: Option<Commands>,
 }

@@ -37,9 +37,15 @@ impl ZImagePipeline {
     }
 
     /// Full generation; initial latents drawn from `request.seed`.
-    pub fn generate(&self, request: &GenerationRequest, progress: &mut dyn Progress) -> Result<Generated> {
+    pub fn generate(
+        &self,
+        request: &GenerationRequest,
+        progress: &mut dyn Progress,
+    ) -> Result<Generated> {
         let _ = (request, progress);
-        Err(super::ModelError::Compute("pipeline not implemented yet".into()))
+        Err(super::ModelError::Compute(
+            "pipeline not implemented yet".into(),
+        ))
     }
 
     /// Full generation from given fp32 latents `[1, 16, h/8, w/8]` (parity tests, reproducibility).
@@ -50,6 +56,8 @@ impl ZImagePipeline {
         progress: &mut dyn Progress,
     ) -> Result<Generated> {
         let _ = (request, initial_latents, progress, DType::F32);
-        Err(super::ModelError::Compute("pipeline not implemented yet".into()))
+        Err(super::ModelError::Compute(
+            "pipeline not implemented yet".into(),
+        ))
     }
 }
