@@ -104,14 +104,7 @@ pub trait Progress {
     fn stage(&mut self, _stage: Stage) {}
     /// After denoising step `step` (1-based) of `total`; `latents` are the current fp32 latents
     /// `[1, 16, h/8, w/8]`, for live previews.
-    fn step(
-        &mut self,
-        _step: usize,
-        _total: usize,
-        _elapsed: Duration,
-        _latents: &candle_core::Tensor,
-    ) {
-    }
+    fn step(&mut self, _step: usize, _total: usize, _elapsed: Duration, _latents: &candle_core::Tensor) {}
     /// Polled between steps and before decode; `true` stops the job with `ModelError::Cancelled`.
     fn cancelled(&self) -> bool {
         false

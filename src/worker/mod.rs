@@ -23,10 +23,7 @@ pub struct Job {
 
 #[derive(Debug)]
 pub enum Command {
-    LoadModel {
-        spec: ModelSpec,
-        options: LoadOptions,
-    },
+    LoadModel { spec: ModelSpec, options: LoadOptions },
     Submit(Job),
     Cancel(JobId),
     Shutdown,
