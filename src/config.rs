@@ -89,10 +89,7 @@ pub struct SessionConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{origin} is not valid TOML: {message}")]
     Syntax { origin: String, message: String },
     #[error("unknown config key `{key}` in {origin} (known keys here: {known})")]
@@ -191,15 +188,9 @@ impl ConfigArgs {
         push("model.source", self.model.clone().map(Value::String));
         push("model.device", self.device.clone().map(Value::String));
         push("model.dtype", self.dtype.clone().map(Value::String));
-        push(
-            "model.low_vram",
-            self.low_vram.then_some(Value::Boolean(true)),
-        );
+        push("model.low_vram", self.low_vram.then_some(Value::Boolean(true)));
         push("model.max_vram_gib", self.max_vram.map(Value::Float));
-        push(
-            "generation.output_dir",
-            self.output_dir.as_deref().map(path),
-        );
+        push("generation.output_dir", self.output_dir.as_deref().map(path));
         push("ui.theme", self.theme.clone().map(Value::String));
         push(
             "ui.image_protocol",
@@ -392,8 +383,7 @@ impl Config {
 
     /// The memory budget in bytes; `None` = no limit.
     pub fn max_vram_bytes(&self) -> Option<u64> {
-        (self.model.max_vram_gib > 0.0)
-            .then_some((self.model.max_vram_gib * (1u64 << 30) as f64) as u64)
+        (self.model.max_vram_gib > 0.0).then_some((self.model.max_vram_gib * (1u64 << 30) as f64) as u64)
     }
 
     pub fn output_dir(&self) -> PathBuf {
@@ -478,11 +468,7 @@ fn check_layer(
             format!("{prefix}.{key}")
         };
         let Some(default) = defaults.get(key) else {
-            let known = defaults
-                .keys()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(", ");
+            let known = defaults.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
             return Err(ConfigError::UnknownKey {
                 key: dotted,
                 origin: origin.to_string(),
@@ -654,12 +640,10 @@ mod tests {
     /// proves it sets every field; each key also needs a comment right above it.
     #[test]
     fn example_documents_every_key() {
-        let example =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"))
-                .expect("read config.example.toml");
+        let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"))
+            .expect("read config.example.toml");
         assert_eq!(example, DEFAULT_CONFIG_TOML);
-        let parsed: Config =
-            toml::from_str(&example).expect("config.example.toml is a complete config");
+        let parsed: Config = toml::from_str(&example).expect("config.example.toml is a complete config");
         let table: toml::Table = toml::from_str(&example).expect("toml");
         let round_trip: toml::Table = toml::Value::try_from(&parsed)
             .expect("serialize")
@@ -698,10 +682,7 @@ mod tests {
             theme: Some("high-contrast".into()),
             no_autosave: true,
             max_vram: Some(1.5),
-            set: vec![
-                "generation.height=768".into(),
-                "model.source=random:turbo".into(),
-            ],
+            set: vec!["generation.height=768".into(), "model.source=random:turbo".into()],
             ..Default::default()
         };
         let sources = ConfigSources {
@@ -760,10 +741,7 @@ mod tests {
     fn unknown_keys_are_named() {
         let err = load_text("[ui]\ntheem = \"dark\"\n").expect_err("unknown key");
         let message = err.to_string();
-        assert!(
-            message.contains("unknown config key `ui.theem`"),
-            "{message}"
-        );
+        assert!(message.contains("unknown config key `ui.theem`"), "{message}");
         assert!(message.contains("c.toml"), "{message}");
         assert!(message.contains("theme"), "{message}");
         let err = load_text("colour = 1\n").expect_err("unknown section");
@@ -778,10 +756,7 @@ mod tests {
             ..Default::default()
         })
         .expect_err("unknown --set key");
-        assert!(
-            err.to_string().contains("`ui.nope` in the command line"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("`ui.nope` in the command line"), "{err}");
     }
 
     #[test]
@@ -796,10 +771,7 @@ mod tests {
             ("ui = 3\n", "expected a section"),
             ("[keys]\nquit = \"q\"\n", "keys.quit"),
             ("[ui]\nimage_protocol = \"kity\"\n", "ui.image_protocol` in"),
-            (
-                "[model]\ndtype = \"f8\"\n",
-                "\"f8\" is not one of auto, f32",
-            ),
+            ("[model]\ndtype = \"f8\"\n", "\"f8\" is not one of auto, f32"),
             ("[generation\n", "not valid TOML"),
         ];
         for (text, expected) in cases {
@@ -812,14 +784,8 @@ mod tests {
     fn override_values_parse_as_toml_or_text() {
         assert_eq!(parse_override_value("8"), toml::Value::Integer(8));
         assert_eq!(parse_override_value("true"), toml::Value::Boolean(true));
-        assert_eq!(
-            parse_override_value("light"),
-            toml::Value::String("light".into())
-        );
-        assert_eq!(
-            parse_override_value("\"a b\""),
-            toml::Value::String("a b".into())
-        );
+        assert_eq!(parse_override_value("light"), toml::Value::String("light".into()));
+        assert_eq!(parse_override_value("\"a b\""), toml::Value::String("a b".into()));
         let bad = ConfigArgs {
             set: vec!["novalue".into()],
             ..Default::default()

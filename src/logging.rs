@@ -42,10 +42,7 @@ pub struct LogLine {
 #[derive(Debug, thiserror::Error)]
 pub enum LoggingError {
     #[error("cannot create the log directory {}: {source}", dir.display())]
-    CreateDir {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
+    CreateDir { dir: PathBuf, source: std::io::Error },
     #[error("cannot open the log file in {}: {message}", dir.display())]
     Open { dir: PathBuf, message: String },
     #[error("a logger is already installed: {0}")]
@@ -89,8 +86,8 @@ pub fn init_file_logging(
     let file_layer = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(false);
-    let pane_layer = pane
-        .map(|(sender, level)| PaneLayer { sender }.with_filter(LevelFilter::from_level(level)));
+    let pane_layer =
+        pane.map(|(sender, level)| PaneLayer { sender }.with_filter(LevelFilter::from_level(level)));
     tracing_subscriber::registry()
         .with(env_filter())
         .with(file_layer)
@@ -102,10 +99,7 @@ pub fn init_file_logging(
         "zimage-tui started; logging to {}",
         path.display()
     );
-    Ok(LogGuard {
-        _writer: guard,
-        path,
-    })
+    Ok(LogGuard { _writer: guard, path })
 }
 
 /// For headless commands: log to stderr (warnings and up unless `ZIMAGE_LOG`/`RUST_LOG` say

@@ -209,8 +209,7 @@ impl Session {
             message,
         };
         // The version first, so a newer file is reported as newer rather than as unreadable.
-        let table: toml::Table =
-            toml::from_str(text).map_err(|e| corrupt(e.message().to_string()))?;
+        let table: toml::Table = toml::from_str(text).map_err(|e| corrupt(e.message().to_string()))?;
         let version = match table.get("version") {
             Some(toml::Value::Integer(v)) => *v,
             Some(_) => return Err(corrupt("`version` is not an integer".into())),
@@ -283,10 +282,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
         file.write_all(contents)?;
         file.sync_all()?;
         drop(file);
@@ -323,12 +319,11 @@ mod seed_number {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         match Raw::deserialize(d)? {
-            Raw::Int(v) => u64::try_from(v)
-                .map_err(|_| serde::de::Error::custom(format!("seed {v} is negative"))),
+            Raw::Int(v) => {
+                u64::try_from(v).map_err(|_| serde::de::Error::custom(format!("seed {v} is negative")))
+            }
             Raw::Text(text) => text.trim().parse().map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "seed \"{text}\" is not a number from 0 to 2^64-1"
-                ))
+                serde::de::Error::custom(format!("seed \"{text}\" is not a number from 0 to 2^64-1"))
             }),
         }
     }
@@ -483,10 +478,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("none.toml");
         assert!(Session::load(&path).expect_err("missing").is_not_found());
-        assert_eq!(
-            Session::load_or_new(&path).expect("new"),
-            Session::default()
-        );
+        assert_eq!(Session::load_or_new(&path).expect("new"), Session::default());
     }
 
     fn assert_refused_and_kept(contents: &[u8], expect_in_message: &str) {
@@ -516,10 +508,7 @@ mod tests {
             b"version = 1\n[[jobs]]\nid = 1\nprompt = \"x\"\n",
             "missing field",
         );
-        assert_refused_and_kept(
-            b"version = 1\n[settings]\nwidht = 512\n",
-            "unknown field `widht`",
-        );
+        assert_refused_and_kept(b"version = 1\n[settings]\nwidht = 512\n", "unknown field `widht`");
         assert_refused_and_kept(
             b"version = 1\n[[jobs]]\nid = 1\nprompt = \"x\"\nwidth = 16\nheight = 16\nsteps = 1\nseed = \"lucky\"\n",
             "neither \"random\"",
@@ -563,9 +552,7 @@ mod tests {
             return;
         }
         let path = locked.join("session.toml");
-        let err = sample_session()
-            .save(&path)
-            .expect_err("read-only directory");
+        let err = sample_session().save(&path).expect_err("read-only directory");
         assert!(
             matches!(&err, SessionError::Write { source, .. } if source.kind() == io::ErrorKind::PermissionDenied)
         );

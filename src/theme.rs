@@ -10,10 +10,7 @@ use ratatui::style::{Color, Modifier, Style};
 pub const BUILTIN_THEMES: &[(&str, &str)] = &[
     ("dark", include_str!("../themes/dark.toml")),
     ("light", include_str!("../themes/light.toml")),
-    (
-        "high-contrast",
-        include_str!("../themes/high-contrast.toml"),
-    ),
+    ("high-contrast", include_str!("../themes/high-contrast.toml")),
 ];
 
 /// The theme used when none is configured.
@@ -21,17 +18,12 @@ pub const DEFAULT_THEME: &str = "dark";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ThemeError {
-    #[error(
-        "unknown theme \"{name}\" (built-in: dark, light, high-contrast; user themes go in {dir})"
-    )]
+    #[error("unknown theme \"{name}\" (built-in: dark, light, high-contrast; user themes go in {dir})")]
     Unknown { name: String, dir: String },
     #[error("theme name \"{0}\" may only contain letters, digits, '-' and '_'")]
     BadName(String),
     #[error("cannot read theme file {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("theme {origin} is not valid TOML: {message}")]
     Syntax { origin: String, message: String },
     #[error("theme {origin}: `{key}` = {value} is not a colour (use a name like \"lightblue\", an index \"0\"..\"255\" or \"#rrggbb\")")]
@@ -189,10 +181,7 @@ impl Theme {
             None => None,
         };
         let Some((mut overrides, origin)) = user else {
-            let dir = user_dir.map_or_else(
-                || "the config dir's themes/".into(),
-                |d| d.display().to_string(),
-            );
+            let dir = user_dir.map_or_else(|| "the config dir's themes/".into(), |d| d.display().to_string());
             return match builtin_text(name) {
                 Some(_) => Theme::builtin(name),
                 None => Err(ThemeError::Unknown {
@@ -233,10 +222,7 @@ impl Theme {
 
     /// Built-in theme names, then user themes found in `user_dir`, sorted, without duplicates.
     pub fn names(user_dir: Option<&Path>) -> Vec<String> {
-        let mut names: Vec<String> = BUILTIN_THEMES
-            .iter()
-            .map(|(name, _)| name.to_string())
-            .collect();
+        let mut names: Vec<String> = BUILTIN_THEMES.iter().map(|(name, _)| name.to_string()).collect();
         let entries = user_dir
             .and_then(|dir| std::fs::read_dir(dir).ok())
             .into_iter()
@@ -267,11 +253,7 @@ impl Theme {
     }
 
     pub fn border(&self, focused: bool) -> Style {
-        Style::new().fg(if focused {
-            self.border_focused
-        } else {
-            self.border
-        })
+        Style::new().fg(if focused { self.border_focused } else { self.border })
     }
 
     pub fn title(&self, focused: bool) -> Style {
@@ -312,11 +294,10 @@ fn builtin_text(name: &str) -> Option<&'static str> {
 }
 
 fn parse(text: &str, origin: &str) -> Result<toml::Table, ThemeError> {
-    let table: toml::Table =
-        toml::from_str(text).map_err(|e: toml::de::Error| ThemeError::Syntax {
-            origin: origin.into(),
-            message: e.message().into(),
-        })?;
+    let table: toml::Table = toml::from_str(text).map_err(|e: toml::de::Error| ThemeError::Syntax {
+        origin: origin.into(),
+        message: e.message().into(),
+    })?;
     Ok(table)
 }
 
@@ -385,10 +366,7 @@ mod tests {
     fn bad_themes_are_clear_errors() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cases = [
-            (
-                "accent = \"blurple\"\n",
-                "`accent` = \"blurple\" is not a colour",
-            ),
+            ("accent = \"blurple\"\n", "`accent` = \"blurple\" is not a colour"),
             ("accent = \"#12345\"\n", "is not a colour"),
             ("accent = 7\n", "`accent` = 7 is not a colour"),
             ("acent = \"red\"\n", "unknown key `acent`"),
@@ -397,9 +375,7 @@ mod tests {
         ];
         for (text, expected) in cases {
             std::fs::write(dir.path().join("dark.toml"), text).expect("write");
-            let message = Theme::load("dark", Some(dir.path()))
-                .expect_err(text)
-                .to_string();
+            let message = Theme::load("dark", Some(dir.path())).expect_err(text).to_string();
             assert!(message.contains(expected), "{text:?} → {message}");
         }
         let message = Theme::load("missing", Some(dir.path()))

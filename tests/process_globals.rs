@@ -11,8 +11,7 @@ fn file_logging_writes_the_file_and_feeds_the_pane() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log_dir = dir.path().join("state/zimage-tui");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<LogLine>();
-    let guard =
-        init_file_logging(&log_dir, Some((tx, tracing::Level::WARN))).expect("init logging");
+    let guard = init_file_logging(&log_dir, Some((tx, tracing::Level::WARN))).expect("init logging");
     assert_eq!(guard.path, log_dir.join(LOG_FILE_NAME));
     tracing::info!("an info line for the file only");
     tracing::warn!(job = 7, "a warning for the pane");
@@ -23,10 +22,7 @@ fn file_logging_writes_the_file_and_feeds_the_pane() {
     assert_eq!(line.level, tracing::Level::WARN);
     assert_eq!(line.message, "a warning for the pane job=7");
     assert!(line.target.contains("process_globals"), "{}", line.target);
-    assert!(
-        rx.try_recv().is_err(),
-        "info lines are below the pane's level"
-    );
+    assert!(rx.try_recv().is_err(), "info lines are below the pane's level");
 
     drop(guard); // flushes the background writer
     let text = std::fs::read_to_string(log_dir.join(LOG_FILE_NAME)).expect("log file");

@@ -105,10 +105,7 @@ pub fn open(device: &str) -> Box<dyn Telemetry> {
 }
 
 /// As [`open`], loading NVML from `nvml_library` instead of the system's libnvidia-ml.
-pub fn open_with_library(
-    device: &str,
-    nvml_library: Option<&std::ffi::OsStr>,
-) -> Box<dyn Telemetry> {
+pub fn open_with_library(device: &str, nvml_library: Option<&std::ffi::OsStr>) -> Box<dyn Telemetry> {
     let device = device.trim().to_ascii_lowercase();
     if device == "cpu" {
         return Box::new(ProcessTelemetry::new("the device is the CPU"));
@@ -149,11 +146,7 @@ mod tests {
         let info = telemetry.info().clone();
         assert!(!info.has_gpu_telemetry());
         assert_eq!(info.source.label(), "RSS");
-        assert!(info
-            .unavailable_reason
-            .as_deref()
-            .unwrap_or("")
-            .contains("CPU"));
+        assert!(info.unavailable_reason.as_deref().unwrap_or("").contains("CPU"));
         let sample = telemetry.sample().expect("reading /proc/self/status");
         assert!(
             sample.memory_used > 1024 * 1024,

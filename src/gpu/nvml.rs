@@ -88,18 +88,15 @@ impl Telemetry for NvmlTelemetry {
         let at = Instant::now();
         let memory = device.memory_info()?;
         // Optional readings: many cards or drivers lack some; None rather than failing the sample.
-        let process_memory = device
-            .running_compute_processes()
-            .ok()
-            .and_then(|processes| {
-                processes
-                    .iter()
-                    .find(|p| p.pid == self.pid)
-                    .and_then(|p| match p.used_gpu_memory {
-                        UsedGpuMemory::Used(bytes) => Some(bytes),
-                        UsedGpuMemory::Unavailable => None,
-                    })
-            });
+        let process_memory = device.running_compute_processes().ok().and_then(|processes| {
+            processes
+                .iter()
+                .find(|p| p.pid == self.pid)
+                .and_then(|p| match p.used_gpu_memory {
+                    UsedGpuMemory::Used(bytes) => Some(bytes),
+                    UsedGpuMemory::Unavailable => None,
+                })
+        });
         Ok(GpuSample {
             at,
             memory_used: memory.used,

@@ -124,11 +124,7 @@ impl Shared {
     fn record(&self, sample: GpuSample) {
         let mut state = self.lock();
         let interval = state.config.interval.as_secs_f64().max(1e-3);
-        let slot = (sample
-            .at
-            .saturating_duration_since(self.started)
-            .as_secs_f64()
-            / interval) as u64;
+        let slot = (sample.at.saturating_duration_since(self.started).as_secs_f64() / interval) as u64;
         match state.history.back_mut() {
             Some((last_slot, last)) if *last_slot == slot => {
                 // Faster than the history's resolution: keep the highest memory of the slot.
@@ -276,11 +272,7 @@ impl Drop for Sampler {
     }
 }
 
-fn run(
-    telemetry: &mut dyn Telemetry,
-    shared: &Shared,
-    mut events: Option<UnboundedSender<GpuSample>>,
-) {
+fn run(telemetry: &mut dyn Telemetry, shared: &Shared, mut events: Option<UnboundedSender<GpuSample>>) {
     loop {
         let started = Instant::now();
         match telemetry.sample() {
@@ -419,12 +411,7 @@ mod tests {
     }
 
     fn history(shared: &Shared) -> Vec<u64> {
-        shared
-            .lock()
-            .history
-            .iter()
-            .map(|(_, s)| s.memory_used)
-            .collect()
+        shared.lock().history.iter().map(|(_, s)| s.memory_used).collect()
     }
 
     #[test]
@@ -440,10 +427,7 @@ mod tests {
             shared.record(at(&shared, i * 100 + 1, i));
         }
         assert_eq!(history(&shared), vec![3, 4, 5, 6, 7]);
-        assert_eq!(
-            shared.lock().latest.as_ref().map(|s| s.memory_used),
-            Some(7)
-        );
+        assert_eq!(shared.lock().latest.as_ref().map(|s| s.memory_used), Some(7));
     }
 
     #[test]
@@ -458,10 +442,7 @@ mod tests {
         }
         assert_eq!(history(&shared), vec![90, 25]);
         // The latest sample is the last reading, not the slot's peak.
-        assert_eq!(
-            shared.lock().latest.as_ref().map(|s| s.memory_used),
-            Some(25)
-        );
+        assert_eq!(shared.lock().latest.as_ref().map(|s| s.memory_used), Some(25));
     }
 
     #[test]
@@ -508,10 +489,7 @@ mod tests {
             SamplerConfig::with_rate(100.0).job_interval,
             Duration::from_millis(10)
         );
-        assert_eq!(
-            SamplerConfig::with_rate(0.0).interval,
-            Duration::from_secs(10)
-        );
+        assert_eq!(SamplerConfig::with_rate(0.0).interval, Duration::from_secs(10));
         assert_eq!(
             SamplerConfig::with_rate(f64::NAN).interval,
             Duration::from_millis(250)
