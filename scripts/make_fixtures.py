@@ -301,26 +301,22 @@ def build_parts(args, tokenizer_dir, vocab_size, device, dtype):
                           transformer=transformer)
 
 
-def save_model(pipe, model_dir, full):
+def save_model(pipe, model_dir, shard_size, tokenizer_src):
     if os.path.exists(model_dir):
         shutil.rmtree(model_dir)
     pipe.save_pretrained(model_dir, safe_serialization=True)
-    # Sharded like the real checkpoint (3 transformer shards, 3 text-encoder shards there).
-    shard = "5GB" if full else "1MB"
+    # Sharded like the real checkpoint (3 transformer and 3 text-encoder shards there).
     for part in ("transformer", "text_encoder"):
-        if full or part == "transformer":
-            shutil.rmtree(os.path.join(model_dir, part))
-            getattr(pipe, part).save_pretrained(os.path.join(model_dir, part), max_shard_size=shard,
-                                                safe_serialization=True)
-    if not full:
-        # transformers 5 writes the chat template to chat_template.jinja; the real checkpoint
-        # (and our Rust loader) keep it in tokenizer_config.json, so write that layout.
-        tok_dir = os.path.join(model_dir, "tokenizer")
-        with open(os.path.join(tok_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-            json.dump(tiny_tokenizer_config(), f, ensure_ascii=False, indent=1)
-        jinja = os.path.join(tok_dir, "chat_template.jinja")
-        if os.path.exists(jinja):
-            os.remove(jinja)
+        shutil.rmtree(os.path.join(model_dir, part))
+        getattr(pipe, part).save_pretrained(os.path.join(model_dir, part), max_shard_size=shard_size[part],
+                                            safe_serialization=True)
+    # transformers 5 writes the chat template to chat_template.jinja; the real checkpoint keeps it
+    # in tokenizer_config.json (as does our Rust loader's expectation), so keep that layout.
+    tok_dir = os.path.join(model_dir, "tokenizer")
+    shutil.copy(os.path.join(tokenizer_src, "tokenizer_config.json"), tok_dir)
+    jinja = os.path.join(tok_dir, "chat_template.jinja")
+    if os.path.exists(jinja):
+        os.remove(jinja)
     shards = [f for f in os.listdir(os.path.join(model_dir, "transformer")) if f.endswith(".safetensors")]
     assert len(shards) >= 2, f"transformer was not sharded: {shards}"
 
@@ -363,7 +359,7 @@ def record_text_encoder(rec, meta, pipe, f64_te):
                 rec.put(f"te.en.hidden.{k}", h[0][mask[0]], f"hidden_states[{k}] of the real tokens")
         if f64_te is not None:
             ref = f64_te(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-2][0][mask[0]]
-            meta.setdefault("f32_vs_f64_rel_err", {})[f"te.{key}.embeds"] = rel_err(emb.cpu(), ref)
+            meta.setdefault("rel_err_vs_f64", {})[f"te.{key}.embeds"] = rel_err(emb.cpu(), ref)
     meta["text_encoder_hidden_states_len"] = len(hs)
     return embeds
 
@@ -458,7 +454,7 @@ def record_transformer(rec, meta, pipe, cap, f64_transformer, dtype):
         rec.put("dit.final", caps["dit.final"], "final layer output before unpatchify")
     if f64_transformer is not None:
         ref = f64_transformer([x.double()], t.double(), [cap.double()], return_dict=False)[0][0]
-        meta.setdefault("f32_vs_f64_rel_err", {})["dit.out"] = rel_err(out.cpu(), ref)
+        meta.setdefault("rel_err_vs_f64", {})["dit.out"] = rel_err(out.cpu(), ref)
 
 
 def record_vae(rec, meta, pipe, f64_vae, dtype):
@@ -491,7 +487,7 @@ def record_vae(rec, meta, pipe, f64_vae, dtype):
                           "scaling_factor": vae.config.scaling_factor, "shift_factor": vae.config.shift_factor}
     if f64_vae is not None:
         ref = f64_vae.decode(z.double(), return_dict=False)[0]
-        meta.setdefault("f32_vs_f64_rel_err", {})["vae.decoded"] = rel_err(decoded.cpu(), ref)
+        meta.setdefault("rel_err_vs_f64", {})["vae.decoded"] = rel_err(decoded.cpu(), ref)
 
 
 def record_pipeline(rec, meta, pipe):
@@ -563,7 +559,13 @@ def main():
             tiny_json = os.path.join(tok_dir, "tokenizer.json")
             vocab = len(transformers.AutoTokenizer.from_pretrained(tok_dir))
         pipe = build_parts(args, tok_dir, vocab, args.device, dtype)
-        save_model(pipe, model_dir, args.full_size)
+        if not args.full_size:
+            shard_size = {"transformer": "1MB", "text_encoder": "10GB"}  # tiny: only the transformer
+        elif args.scale_down:
+            shard_size = {"transformer": "2MB", "text_encoder": "40MB"}
+        else:
+            shard_size = {"transformer": "5GB", "text_encoder": "4GB"}
+        save_model(pipe, model_dir, shard_size, tok_dir)
         if not args.full_size:
             # From here on everything runs on the pipeline as loaded back from disk.
             pipe = ZImagePipeline.from_pretrained(model_dir, torch_dtype=torch.float32)

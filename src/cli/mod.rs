@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "zimage-tui", version, about = "Z-Image-Turbo text-to-image: terminal dashboard and headless tools")]
+#[command(
+    name = "zimage-tui",
+    version,
+    about = "Z-Image-Turbo text-to-image: terminal dashboard and headless tools"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Commands>,

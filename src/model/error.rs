@@ -24,7 +24,10 @@ pub enum ModelError {
 
 impl ModelError {
     pub fn load(file: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
-        Self::Load { file: file.into(), problem: problem.into() }
+        Self::Load {
+            file: file.into(),
+            problem: problem.into(),
+        }
     }
 }
 

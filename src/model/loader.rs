@@ -27,7 +27,11 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { device: "cpu".into(), dtype: None, low_vram: false }
+        Self {
+            device: "cpu".into(),
+            dtype: None,
+            low_vram: false,
+        }
     }
 }
 

@@ -52,15 +52,47 @@ pub struct JobOutput {
 
 #[derive(Debug, Clone)]
 pub enum Event {
-    Loading { part: String, done: u64, total: u64 },
-    Loaded { info: ModelInfo, secs: f64 },
-    LoadFailed { message: String },
-    Started { job: JobId },
-    Stage { job: JobId, stage: Stage },
-    Step { job: JobId, step: usize, total: usize, secs: f64 },
-    Preview { job: JobId, step: usize, image: RgbImage },
-    Done { job: JobId, output: Box<JobOutput> },
-    Failed { job: JobId, kind: FailureKind, message: String },
+    Loading {
+        part: String,
+        done: u64,
+        total: u64,
+    },
+    Loaded {
+        info: ModelInfo,
+        secs: f64,
+    },
+    LoadFailed {
+        message: String,
+    },
+    Started {
+        job: JobId,
+    },
+    Stage {
+        job: JobId,
+        stage: Stage,
+    },
+    Step {
+        job: JobId,
+        step: usize,
+        total: usize,
+        secs: f64,
+    },
+    Preview {
+        job: JobId,
+        step: usize,
+        image: RgbImage,
+    },
+    Done {
+        job: JobId,
+        output: Box<JobOutput>,
+    },
+    Failed {
+        job: JobId,
+        kind: FailureKind,
+        message: String,
+    },
     /// A line for the log pane.
-    Log { message: String },
+    Log {
+        message: String,
+    },
 }
