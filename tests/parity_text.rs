@@ -28,19 +28,28 @@ fn reference_tensors() -> HashMap<String, Tensor> {
 }
 
 fn prompt(json: &serde_json::Value, key: &str) -> String {
-    json["prompts"][key].as_str().expect("prompt is a string").to_string()
+    json["prompts"][key]
+        .as_str()
+        .expect("prompt is a string")
+        .to_string()
 }
 
 fn ids(tensors: &HashMap<String, Tensor>, name: &str) -> Vec<u32> {
     let values = tensors[name].to_vec1::<i64>().expect("ids are a 1-d i64 tensor");
-    values.into_iter().map(|id| u32::try_from(id).expect("id fits u32")).collect()
+    values
+        .into_iter()
+        .map(|id| u32::try_from(id).expect("id fits u32"))
+        .collect()
 }
 
 /// `max|a - b| / max|b|`, the fixtures' error measure.
 fn rel_err(ours: &Tensor, reference: &Tensor) -> f32 {
     assert_eq!(ours.dims(), reference.dims(), "shapes differ");
     let ours = ours.to_dtype(DType::F32).expect("cast");
-    let diff = (ours - reference).and_then(|d| d.abs()).and_then(|d| d.max_all()).expect("diff");
+    let diff = (ours - reference)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.max_all())
+        .expect("diff");
     let scale = reference.abs().and_then(|r| r.max_all()).expect("scale");
     diff.to_scalar::<f32>().expect("scalar") / scale.to_scalar::<f32>().expect("scalar")
 }
@@ -49,8 +58,10 @@ fn tiny_encoder() -> TextEncoder {
     let dir = fixtures().join("tiny/text_encoder");
     let cfg = Qwen3Config::from_file(&dir.join("config.json")).expect("config parses");
     // SAFETY: the fixture file is not modified while mapped.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu) }
-        .expect("weights map");
+    let vb = unsafe {
+        VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu)
+    }
+    .expect("weights map");
     TextEncoder::new(vb, &cfg).expect("encoder builds")
 }
 
@@ -67,12 +78,14 @@ fn chat_template_matches_transformers_rendering() {
 fn real_qwen3_tokenizer_ids_are_exact() {
     let json = reference_json();
     let tensors = reference_tensors();
-    let tokenizer =
-        PromptTokenizer::from_file(&fixtures().join("qwen3-tokenizer/tokenizer.json")).expect("real tokenizer loads");
+    let tokenizer = PromptTokenizer::from_file(&fixtures().join("qwen3-tokenizer/tokenizer.json"))
+        .expect("real tokenizer loads");
     for key in PROMPTS {
         let tokens = tokenizer.tokenize(&prompt(&json, key)).expect("tokenizes");
         assert_eq!(tokens.ids, ids(&tensors, &format!("qwen3.{key}.ids")), "{key}");
-        let untruncated = json["untruncated_len"][format!("qwen3.{key}")].as_u64().expect("length") as usize;
+        let untruncated = json["untruncated_len"][format!("qwen3.{key}")]
+            .as_u64()
+            .expect("length") as usize;
         assert_eq!(tokens.full_len, untruncated, "{key}");
     }
 }
@@ -80,8 +93,8 @@ fn real_qwen3_tokenizer_ids_are_exact() {
 #[test]
 fn long_prompt_is_truncated_at_512_with_a_warning() {
     let json = reference_json();
-    let tokenizer =
-        PromptTokenizer::from_file(&fixtures().join("qwen3-tokenizer/tokenizer.json")).expect("real tokenizer loads");
+    let tokenizer = PromptTokenizer::from_file(&fixtures().join("qwen3-tokenizer/tokenizer.json"))
+        .expect("real tokenizer loads");
     let long = tokenizer.tokenize(&prompt(&json, "long")).expect("tokenizes");
     assert_eq!(long.ids.len(), 512);
     assert!(long.truncated());
@@ -95,8 +108,8 @@ fn long_prompt_is_truncated_at_512_with_a_warning() {
 fn tiny_tokenizer_ids_are_exact() {
     let json = reference_json();
     let tensors = reference_tensors();
-    let tokenizer =
-        PromptTokenizer::from_file(&fixtures().join("tiny/tokenizer/tokenizer.json")).expect("tiny tokenizer loads");
+    let tokenizer = PromptTokenizer::from_file(&fixtures().join("tiny/tokenizer/tokenizer.json"))
+        .expect("tiny tokenizer loads");
     for key in PROMPTS {
         let tokens = tokenizer.tokenize(&prompt(&json, key)).expect("tokenizes");
         assert_eq!(tokens.ids, ids(&tensors, &format!("tiny.{key}.ids")), "{key}");
@@ -110,7 +123,9 @@ fn tiny_encoder_matches_hidden_states_minus_two() {
     assert_eq!(rel_err(&tensors["te.en.hidden.2"], &tensors["te.en.embeds"]), 0.0);
     let encoder = tiny_encoder();
     for key in PROMPTS {
-        let embeds = encoder.encode_ids(&ids(&tensors, &format!("tiny.{key}.ids"))).expect("encodes");
+        let embeds = encoder
+            .encode_ids(&ids(&tensors, &format!("tiny.{key}.ids")))
+            .expect("encodes");
         let err = rel_err(&embeds, &tensors[&format!("te.{key}.embeds")]);
         println!("te.{key}.embeds rel err {err:.3e}");
         assert!(err <= MAX_REL_ERR, "te.{key}.embeds: rel err {err:e}");
@@ -121,8 +136,8 @@ fn tiny_encoder_matches_hidden_states_minus_two() {
 fn prompt_encoder_goes_from_text_to_embeddings() {
     let json = reference_json();
     let tensors = reference_tensors();
-    let tokenizer =
-        PromptTokenizer::from_file(&fixtures().join("tiny/tokenizer/tokenizer.json")).expect("tiny tokenizer loads");
+    let tokenizer = PromptTokenizer::from_file(&fixtures().join("tiny/tokenizer/tokenizer.json"))
+        .expect("tiny tokenizer loads");
     let encoder = PromptEncoder::new(tokenizer, tiny_encoder());
     let (embeds, warnings) = encoder.encode(&prompt(&json, "en")).expect("encodes");
     assert!(warnings.is_empty());

@@ -23,7 +23,10 @@ fn reference_tensors() -> HashMap<String, Tensor> {
 fn rel_err(ours: &Tensor, reference: &Tensor) -> f32 {
     assert_eq!(ours.dims(), reference.dims(), "shapes differ");
     let ours = ours.to_dtype(DType::F32).expect("cast");
-    let diff = (ours - reference).and_then(|d| d.abs()).and_then(|d| d.max_all()).expect("diff");
+    let diff = (ours - reference)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.max_all())
+        .expect("diff");
     let scale = reference.abs().and_then(|r| r.max_all()).expect("scale");
     diff.to_scalar::<f32>().expect("scalar") / scale.to_scalar::<f32>().expect("scalar")
 }
@@ -33,7 +36,8 @@ fn tiny_vae() -> VaeDecoder {
     let cfg = VaeConfig::from_file(&dir.join("config.json")).expect("config parses");
     let weights = dir.join("diffusion_pytorch_model.safetensors");
     // SAFETY: the fixture file is not modified while mapped.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }.expect("weights map");
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }
+        .expect("weights map");
     VaeDecoder::new(vb, &cfg).expect("decoder builds")
 }
 
@@ -57,7 +61,9 @@ fn decoder_output_matches_diffusers() {
     println!("vae.decoded rel err {err:.3e}");
     assert!(err <= MAX_REL_ERR, "vae.decoded rel err {err:e}");
     // The pipeline-level call (unscale + full decode) gives the same.
-    let via_pipeline = vae.decode(&tensors["vae.latents"], DecodeMode::Full).expect("decodes");
+    let via_pipeline = vae
+        .decode(&tensors["vae.latents"], DecodeMode::Full)
+        .expect("decodes");
     assert!(rel_err(&via_pipeline, &tensors["vae.decoded"]) <= MAX_REL_ERR);
 }
 
@@ -67,14 +73,25 @@ fn decoder_output_matches_diffusers() {
 fn rgb8_image_matches_the_pipelines_pil_output() {
     let vae = tiny_vae();
     let tensors = reference_tensors();
-    let reference_u8 = tensors["vae.image_u8"].flatten_all().and_then(|t| t.to_vec1::<u8>()).expect("u8 image");
-    let reference_unit = tensors["vae.image"].flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("f32 image");
+    let reference_u8 = tensors["vae.image_u8"]
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<u8>())
+        .expect("u8 image");
+    let reference_unit = tensors["vae.image"]
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("f32 image");
 
     let exact = image_to_rgb8(&tensors["vae.decoded"]).expect("postprocesses");
     assert_eq!((exact.width, exact.height), (48, 80));
-    assert_eq!(exact.pixels, reference_u8, "postprocess of the reference decoder output");
+    assert_eq!(
+        exact.pixels, reference_u8,
+        "postprocess of the reference decoder output"
+    );
 
-    let ours = vae.decode_to_rgb(&tensors["vae.latents"], DecodeMode::Full).expect("decodes");
+    let ours = vae
+        .decode_to_rgb(&tensors["vae.latents"], DecodeMode::Full)
+        .expect("decodes");
     let mut off_by_one = 0;
     for (i, (&a, &b)) in ours.pixels.iter().zip(&reference_u8).enumerate() {
         if a == b {
@@ -82,10 +99,16 @@ fn rgb8_image_matches_the_pipelines_pil_output() {
         }
         let scaled = reference_unit[i] * 255.0;
         let distance_to_half = (scaled - scaled.floor() - 0.5).abs();
-        assert!(a.abs_diff(b) == 1 && distance_to_half < 1e-2, "pixel {i}: ours {a}, diffusers {b} ({scaled})");
+        assert!(
+            a.abs_diff(b) == 1 && distance_to_half < 1e-2,
+            "pixel {i}: ours {a}, diffusers {b} ({scaled})"
+        );
         off_by_one += 1;
     }
-    println!("rgb8: {off_by_one} of {} values differ by 1 at a .5 boundary", reference_u8.len());
+    println!(
+        "rgb8: {off_by_one} of {} values differ by 1 at a .5 boundary",
+        reference_u8.len()
+    );
 }
 
 /// Deterministic standard normal values (xorshift + Box-Muller); candle's CPU randn is not seeded.
@@ -109,8 +132,15 @@ fn normal_latents(shape: (usize, usize, usize, usize), seed: u64) -> Tensor {
 
 /// PSNR in dB of two decoder outputs after the pipeline's `(x/2 + 0.5).clamp(0, 1)`.
 fn psnr(a: &Tensor, b: &Tensor) -> f64 {
-    let unit = |t: &Tensor| t.affine(0.5, 0.5).and_then(|t| t.clamp(0f32, 1f32)).expect("unit");
-    let mse = (unit(a) - unit(b)).and_then(|d| d.sqr()).and_then(|d| d.mean_all()).expect("mse");
+    let unit = |t: &Tensor| {
+        t.affine(0.5, 0.5)
+            .and_then(|t| t.clamp(0f32, 1f32))
+            .expect("unit")
+    };
+    let mse = (unit(a) - unit(b))
+        .and_then(|d| d.sqr())
+        .and_then(|d| d.mean_all())
+        .expect("mse");
     let mse = mse.to_scalar::<f32>().expect("scalar") as f64;
     10.0 * (1.0 / mse.max(1e-20)).log10()
 }
@@ -121,8 +151,14 @@ fn tiled_decode_is_close_to_untiled() {
     // 256×256 px as 3×3 tiles of 16 latent px (128 px) overlapping by ≥ 6 latent px.
     let latents = normal_latents((1, 16, 32, 32), 7);
     let full = vae.decode(&latents, DecodeMode::Full).expect("full decode");
-    let tiles = TileOptions { tile: 16, overlap: 6, stats_passes: 1 };
-    let tiled = vae.decode(&latents, DecodeMode::Tiled(tiles)).expect("tiled decode");
+    let tiles = TileOptions {
+        tile: 16,
+        overlap: 6,
+        stats_passes: 1,
+    };
+    let tiled = vae
+        .decode(&latents, DecodeMode::Tiled(tiles))
+        .expect("tiled decode");
     assert_eq!(tiled.dims(), full.dims());
     let db = psnr(&tiled, &full);
     println!("tiled (tile 16, overlap 6, 1 statistics pass) vs untiled: PSNR {db:.2} dB");
@@ -133,13 +169,23 @@ fn tiled_decode_is_close_to_untiled() {
 fn auto_mode_tiles_only_above_its_threshold() {
     let vae = tiny_vae();
     let latents = normal_latents((1, 16, 12, 10), 11);
-    let tiles = TileOptions { tile: 8, overlap: 2, stats_passes: 0 };
+    let tiles = TileOptions {
+        tile: 8,
+        overlap: 2,
+        stats_passes: 0,
+    };
     let full = vae.decode(&latents, DecodeMode::Full).expect("full decode");
-    let tiled = vae.decode(&latents, DecodeMode::Tiled(tiles)).expect("tiled decode");
+    let tiled = vae
+        .decode(&latents, DecodeMode::Tiled(tiles))
+        .expect("tiled decode");
     assert!(psnr(&tiled, &full) < 100.0, "these tiles must change the result");
-    let auto = vae.decode(&latents, DecodeMode::Auto { above: 11, tiles }).expect("auto decode");
+    let auto = vae
+        .decode(&latents, DecodeMode::Auto { above: 11, tiles })
+        .expect("auto decode");
     assert!(psnr(&auto, &tiled) > 100.0, "above the threshold auto must tile");
-    let auto = vae.decode(&latents, DecodeMode::Auto { above: 12, tiles }).expect("auto decode");
+    let auto = vae
+        .decode(&latents, DecodeMode::Auto { above: 12, tiles })
+        .expect("auto decode");
     assert!(psnr(&auto, &full) > 100.0, "at the threshold auto must not tile");
 }
 
@@ -160,21 +206,39 @@ fn tiled_decode_real_vae_1024() {
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], dtype, &device) }.expect("weights map");
     let vae = VaeDecoder::new(vb, &cfg).expect("decoder builds");
     // Smooth random latents (a real image's latents are spatially correlated): noise upsampled 4×.
-    let coarse = normal_latents((1, 16, 32, 32), 3).to_device(&device).expect("device");
+    let coarse = normal_latents((1, 16, 32, 32), 3)
+        .to_device(&device)
+        .expect("device");
     let latents = coarse.upsample_nearest2d(128, 128).expect("upsample");
-    let latents = (latents + normal_latents((1, 16, 128, 128), 5).to_device(&device).expect("device") * 0.3)
+    let latents = (latents
+        + normal_latents((1, 16, 128, 128), 5)
+            .to_device(&device)
+            .expect("device")
+            * 0.3)
         .expect("latents");
     let full = vae.decode(&latents, DecodeMode::Full).expect("full decode");
     let mut default_db = 0.0;
     for tiles in [
         TileOptions::default(),
-        TileOptions { stats_passes: 0, ..TileOptions::default() },
-        TileOptions { tile: 96, overlap: 24, stats_passes: 1 },
+        TileOptions {
+            stats_passes: 0,
+            ..TileOptions::default()
+        },
+        TileOptions {
+            tile: 96,
+            overlap: 24,
+            stats_passes: 1,
+        },
     ] {
         let start = std::time::Instant::now();
-        let tiled = vae.decode(&latents, DecodeMode::Tiled(tiles)).expect("tiled decode");
+        let tiled = vae
+            .decode(&latents, DecodeMode::Tiled(tiles))
+            .expect("tiled decode");
         let db = psnr(&tiled, &full);
-        println!("{tiles:?}: PSNR {db:.2} dB, {:.3}s", start.elapsed().as_secs_f64());
+        println!(
+            "{tiles:?}: PSNR {db:.2} dB, {:.3}s",
+            start.elapsed().as_secs_f64()
+        );
         if tiles == TileOptions::default() {
             default_db = db;
         }

@@ -97,7 +97,9 @@ impl Qwen3Config {
         let bad = |problem: String| ModelError::load(source, problem);
         if let Some(act) = raw.hidden_act.as_deref() {
             if act != "silu" {
-                return Err(bad(format!("hidden_act {act:?} is not supported (expected \"silu\")")));
+                return Err(bad(format!(
+                    "hidden_act {act:?} is not supported (expected \"silu\")"
+                )));
             }
         }
         if raw.use_sliding_window {
@@ -106,7 +108,9 @@ impl Qwen3Config {
         let rope = raw.rope_parameters.as_ref().or(raw.rope_scaling.as_ref());
         if let Some(kind) = rope.and_then(|r| r.rope_type.as_deref()) {
             if kind != "default" {
-                return Err(bad(format!("rope_type {kind:?} is not supported (expected \"default\")")));
+                return Err(bad(format!(
+                    "rope_type {kind:?} is not supported (expected \"default\")"
+                )));
             }
         }
         let rope_theta = raw
@@ -143,8 +147,8 @@ impl Qwen3Config {
 
     /// Reads `text_encoder/config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).map_err(|err| ModelError::load(path, format!("cannot read: {err}")))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| ModelError::load(path, format!("cannot read: {err}")))?;
         Self::from_json(&text, path)
     }
 
@@ -192,9 +196,19 @@ impl Attention {
             proj.forward(xs)?.reshape((b, seq, n, self.head_dim))
         };
         // q/k norms act on each head's vector, before the heads move to dim 1 (as transformers).
-        let q = self.q_norm.forward(&heads(&self.q_proj, self.num_heads)?)?.transpose(1, 2)?.contiguous()?;
-        let k = self.k_norm.forward(&heads(&self.k_proj, self.num_kv_heads)?)?.transpose(1, 2)?.contiguous()?;
-        let v = heads(&self.v_proj, self.num_kv_heads)?.transpose(1, 2)?.contiguous()?;
+        let q = self
+            .q_norm
+            .forward(&heads(&self.q_proj, self.num_heads)?)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let k = self
+            .k_norm
+            .forward(&heads(&self.k_proj, self.num_kv_heads)?)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let v = heads(&self.v_proj, self.num_kv_heads)?
+            .transpose(1, 2)?
+            .contiguous()?;
         let q = candle_nn::rotary_emb::rope(&q, &rope.cos, &rope.sin)?;
         let k = candle_nn::rotary_emb::rope(&k, &rope.cos, &rope.sin)?;
         let group = self.num_heads / self.num_kv_heads;
@@ -206,7 +220,10 @@ impl Attention {
         // Softmax in f32 whatever the model dtype, as transformers does.
         let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?.broadcast_add(mask)?)?
             .to_dtype(v.dtype())?;
-        let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, seq, self.num_heads * self.head_dim))?;
+        let out = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, seq, self.num_heads * self.head_dim))?;
         self.o_proj.forward(&out)
     }
 }
@@ -217,7 +234,9 @@ fn repeat_kv(xs: &Tensor, n: usize) -> candle_core::Result<Tensor> {
         return Ok(xs.clone());
     }
     let (b, kv, seq, d) = xs.dims4()?;
-    xs.unsqueeze(2)?.expand((b, kv, n, seq, d))?.reshape((b, kv * n, seq, d))
+    xs.unsqueeze(2)?
+        .expand((b, kv, n, seq, d))?
+        .reshape((b, kv * n, seq, d))
 }
 
 struct Mlp {
@@ -252,7 +271,11 @@ struct DecoderLayer {
 impl DecoderLayer {
     fn new(cfg: &Qwen3Config, vb: VarBuilder) -> candle_core::Result<Self> {
         Ok(Self {
-            input_layernorm: candle_nn::rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
+            input_layernorm: candle_nn::rms_norm(
+                cfg.hidden_size,
+                cfg.rms_norm_eps,
+                vb.pp("input_layernorm"),
+            )?,
             self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
             post_attention_layernorm: candle_nn::rms_norm(
                 cfg.hidden_size,
@@ -264,7 +287,9 @@ impl DecoderLayer {
     }
 
     fn forward(&self, xs: &Tensor, rope: &Rope, mask: &Tensor) -> candle_core::Result<Tensor> {
-        let attn = self.self_attn.forward(&self.input_layernorm.forward(xs)?, rope, mask)?;
+        let attn = self
+            .self_attn
+            .forward(&self.input_layernorm.forward(xs)?, rope, mask)?;
         let xs = (xs + attn)?;
         let mlp = self.mlp.forward(&self.post_attention_layernorm.forward(&xs)?)?;
         xs + mlp
@@ -278,15 +303,26 @@ struct Rope {
 }
 
 impl Rope {
-    fn new(seq: usize, head_dim: usize, theta: f64, dtype: DType, device: &Device) -> candle_core::Result<Self> {
+    fn new(
+        seq: usize,
+        head_dim: usize,
+        theta: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
         let half = head_dim / 2;
         let inv_freq: Vec<f32> = (0..half)
             .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
             .collect();
         let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
-        let positions = Tensor::arange(0u32, seq as u32, device)?.to_dtype(DType::F32)?.reshape((seq, 1))?;
+        let positions = Tensor::arange(0u32, seq as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((seq, 1))?;
         let freqs = positions.broadcast_mul(&inv_freq)?;
-        Ok(Self { cos: freqs.cos()?.to_dtype(dtype)?, sin: freqs.sin()?.to_dtype(dtype)? })
+        Ok(Self {
+            cos: freqs.cos()?.to_dtype(dtype)?,
+            sin: freqs.sin()?.to_dtype(dtype)?,
+        })
     }
 }
 
@@ -310,12 +346,22 @@ pub struct TextEncoder {
 impl TextEncoder {
     /// `vb` points at the text encoder's root (the safetensors of `text_encoder/`).
     pub fn new(vb: VarBuilder, cfg: &Qwen3Config) -> Result<Self> {
-        let vb = if vb.contains_tensor("model.embed_tokens.weight") { vb.pp("model") } else { vb };
+        let vb = if vb.contains_tensor("model.embed_tokens.weight") {
+            vb.pp("model")
+        } else {
+            vb
+        };
         let embed_tokens = candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("embed_tokens"))?;
         let layers = (0..cfg.layers_used())
             .map(|i| DecoderLayer::new(cfg, vb.pp(format!("layers.{i}"))))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Self { embed_tokens, layers, cfg: cfg.clone(), device: vb.device().clone(), dtype: vb.dtype() })
+        Ok(Self {
+            embed_tokens,
+            layers,
+            cfg: cfg.clone(),
+            device: vb.device().clone(),
+            dtype: vb.dtype(),
+        })
     }
 
     pub fn config(&self) -> &Qwen3Config {
@@ -344,7 +390,13 @@ impl TextEncoder {
         let seq = ids.len();
         let input = Tensor::new(ids, &self.device)?.unsqueeze(0)?;
         let mut xs = self.embed_tokens.forward(&input)?;
-        let rope = Rope::new(seq, self.cfg.head_dim, self.cfg.rope_theta, self.dtype, &self.device)?;
+        let rope = Rope::new(
+            seq,
+            self.cfg.head_dim,
+            self.cfg.rope_theta,
+            self.dtype,
+            &self.device,
+        )?;
         let mask = causal_mask(seq, &self.device)?;
         for layer in &self.layers {
             xs = layer.forward(&xs, &rope, &mask)?;
@@ -400,7 +452,8 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_file() {
-        let err = Qwen3Config::from_json(r#"{"vocab_size": 1}"#, Path::new("te/config.json")).expect_err("fails");
+        let err =
+            Qwen3Config::from_json(r#"{"vocab_size": 1}"#, Path::new("te/config.json")).expect_err("fails");
         assert!(err.to_string().contains("te/config.json"), "{err}");
         let no_theta = r#"{"vocab_size": 10, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2,
             "num_attention_heads": 2}"#;
@@ -424,11 +477,17 @@ mod tests {
         assert_eq!(long.dims(), &[5, cfg.hidden_size]);
         // A token never sees later ones: a prefix gives the same rows.
         let short = encoder.encode_ids(&[1, 7, 3])?;
-        let diff = (long.narrow(0, 0, 3)? - &short)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let diff = (long.narrow(0, 0, 3)? - &short)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
         assert!(diff < 1e-5, "prefix rows differ by {diff}");
         // ...but later rows do depend on earlier tokens.
         let other = encoder.encode_ids(&[2, 7, 3])?;
-        let diff = (other.get(2)? - short.get(2)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let diff = (other.get(2)? - short.get(2)?)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
         assert!(diff > 1e-4, "row 2 ignores token 0");
         Ok(())
     }
@@ -437,6 +496,9 @@ mod tests {
     fn out_of_vocab_and_empty_ids_are_refused() {
         let encoder = random_encoder(&Qwen3Config::tiny(20));
         assert!(matches!(encoder.encode_ids(&[]), Err(ModelError::BadInput(_))));
-        assert!(matches!(encoder.encode_ids(&[3, 20]), Err(ModelError::BadInput(_))));
+        assert!(matches!(
+            encoder.encode_ids(&[3, 20]),
+            Err(ModelError::BadInput(_))
+        ));
     }
 }

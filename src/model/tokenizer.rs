@@ -54,12 +54,16 @@ impl PromptTokenizer {
         tokenizer.with_padding(None);
         // Removing truncation cannot fail (only invalid parameters are rejected).
         let _ = tokenizer.with_truncation(None);
-        Self { inner: tokenizer, max_tokens: MAX_PROMPT_TOKENS }
+        Self {
+            inner: tokenizer,
+            max_tokens: MAX_PROMPT_TOKENS,
+        }
     }
 
     /// Loads `tokenizer.json` from disk.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|err| ModelError::load(path, format!("cannot read: {err}")))?;
+        let bytes =
+            std::fs::read(path).map_err(|err| ModelError::load(path, format!("cannot read: {err}")))?;
         Self::from_json_bytes(&bytes).map_err(|err| match err {
             ModelError::Load { problem, .. } => ModelError::load(path, problem),
             other => other,
@@ -68,8 +72,9 @@ impl PromptTokenizer {
 
     /// Parses an in-memory `tokenizer.json`.
     pub fn from_json_bytes(json: &[u8]) -> Result<Self> {
-        let tokenizer = tokenizers::Tokenizer::from_bytes(json)
-            .map_err(|err| ModelError::load("tokenizer.json", format!("not a valid tokenizer.json: {err}")))?;
+        let tokenizer = tokenizers::Tokenizer::from_bytes(json).map_err(|err| {
+            ModelError::load("tokenizer.json", format!("not a valid tokenizer.json: {err}"))
+        })?;
         Ok(Self::new(tokenizer))
     }
 
@@ -112,7 +117,11 @@ impl PromptTokenizer {
                 self.max_tokens
             ));
         }
-        Ok(TokenizedPrompt { ids, full_len, warnings })
+        Ok(TokenizedPrompt {
+            ids,
+            full_len,
+            warnings,
+        })
     }
 }
 
@@ -138,14 +147,20 @@ mod tests {
 
     #[test]
     fn template_matches_qwen3_generation_prompt() {
-        assert_eq!(chat_prompt("a cat"), "<|im_start|>user\na cat<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            chat_prompt("a cat"),
+            "<|im_start|>user\na cat<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 
     #[test]
     fn blank_prompt_is_refused() {
         let tok = tiny_tokenizer();
         for prompt in ["", "   ", "\n\t "] {
-            assert!(matches!(tok.tokenize(prompt), Err(ModelError::BadInput(_))), "{prompt:?}");
+            assert!(
+                matches!(tok.tokenize(prompt), Err(ModelError::BadInput(_))),
+                "{prompt:?}"
+            );
         }
     }
 

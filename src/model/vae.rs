@@ -114,15 +114,21 @@ impl VaeConfig {
         let bad = |problem: String| ModelError::load(source, problem);
         if let Some(act) = raw.act_fn.as_deref() {
             if act != "silu" {
-                return Err(bad(format!("act_fn {act:?} is not supported (expected \"silu\")")));
+                return Err(bad(format!(
+                    "act_fn {act:?} is not supported (expected \"silu\")"
+                )));
             }
         }
         if let Some(kinds) = &raw.up_block_types {
             if let Some(other) = kinds.iter().find(|k| k.as_str() != "UpDecoderBlock2D") {
-                return Err(bad(format!("up block {other:?} is not supported (expected UpDecoderBlock2D)")));
+                return Err(bad(format!(
+                    "up block {other:?} is not supported (expected UpDecoderBlock2D)"
+                )));
             }
             if kinds.len() != raw.block_out_channels.len() {
-                return Err(bad("up_block_types and block_out_channels differ in length".into()));
+                return Err(bad(
+                    "up_block_types and block_out_channels differ in length".into()
+                ));
             }
         }
         if raw.block_out_channels.is_empty() {
@@ -130,7 +136,9 @@ impl VaeConfig {
         }
         let groups = raw.norm_num_groups;
         if groups == 0 || raw.block_out_channels.iter().any(|c| c % groups != 0) {
-            return Err(bad(format!("norm_num_groups {groups} does not divide every block_out_channels entry")));
+            return Err(bad(format!(
+                "norm_num_groups {groups} does not divide every block_out_channels entry"
+            )));
         }
         if raw.scaling_factor == 0.0 {
             return Err(bad("scaling_factor is 0".into()));
@@ -149,8 +157,8 @@ impl VaeConfig {
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).map_err(|err| ModelError::load(path, format!("cannot read: {err}")))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| ModelError::load(path, format!("cannot read: {err}")))?;
         Self::from_json(&text, path)
     }
 
@@ -163,7 +171,16 @@ impl VaeConfig {
 const NORM_EPS: f64 = 1e-6;
 
 fn conv3x3(cin: usize, cout: usize, vb: VarBuilder) -> candle_core::Result<Conv2d> {
-    candle_nn::conv2d(cin, cout, 3, Conv2dConfig { padding: 1, ..Default::default() }, vb)
+    candle_nn::conv2d(
+        cin,
+        cout,
+        3,
+        Conv2dConfig {
+            padding: 1,
+            ..Default::default()
+        },
+        vb,
+    )
 }
 
 struct ResnetBlock {
@@ -177,7 +194,13 @@ struct ResnetBlock {
 impl ResnetBlock {
     fn new(cin: usize, cout: usize, groups: usize, vb: VarBuilder) -> candle_core::Result<Self> {
         let conv_shortcut = if cin != cout {
-            Some(candle_nn::conv2d(cin, cout, 1, Conv2dConfig::default(), vb.pp("conv_shortcut"))?)
+            Some(candle_nn::conv2d(
+                cin,
+                cout,
+                1,
+                Conv2dConfig::default(),
+                vb.pp("conv_shortcut"),
+            )?)
         } else {
             None
         };
@@ -228,7 +251,12 @@ impl SpatialAttention {
     fn forward(&self, xs: &Tensor, norms: &mut NormContext) -> candle_core::Result<Tensor> {
         let (b, c, h, w) = xs.dims4()?;
         let pixels = h * w;
-        let seq = self.group_norm.forward(xs, norms)?.reshape((b, c, pixels))?.transpose(1, 2)?.contiguous()?;
+        let seq = self
+            .group_norm
+            .forward(xs, norms)?
+            .reshape((b, c, pixels))?
+            .transpose(1, 2)?
+            .contiguous()?;
         let q = self.to_q.forward(&seq)?;
         let k_t = self.to_k.forward(&seq)?.t()?.contiguous()?;
         let v = self.to_v.forward(&seq)?;
@@ -239,11 +267,20 @@ impl SpatialAttention {
         for start in (0..pixels).step_by(rows_per_chunk) {
             let len = rows_per_chunk.min(pixels - start);
             let scores = (q.narrow(1, start, len)?.matmul(&k_t)? * scale)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
+            let probs =
+                candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
             chunks.push(probs.matmul(&v)?);
         }
-        let attended = if chunks.len() == 1 { chunks.remove(0) } else { Tensor::cat(&chunks, 1)? };
-        let out = self.to_out.forward(&attended)?.transpose(1, 2)?.reshape((b, c, h, w))?;
+        let attended = if chunks.len() == 1 {
+            chunks.remove(0)
+        } else {
+            Tensor::cat(&chunks, 1)?
+        };
+        let out = self
+            .to_out
+            .forward(&attended)?
+            .transpose(1, 2)?
+            .reshape((b, c, h, w))?;
         xs + out
     }
 }
@@ -256,8 +293,11 @@ struct MidBlock {
 
 impl MidBlock {
     fn new(channels: usize, groups: usize, attention: bool, vb: VarBuilder) -> candle_core::Result<Self> {
-        let attention =
-            if attention { Some(SpatialAttention::new(channels, groups, vb.pp("attentions.0"))?) } else { None };
+        let attention = if attention {
+            Some(SpatialAttention::new(channels, groups, vb.pp("attentions.0"))?)
+        } else {
+            None
+        };
         Ok(Self {
             resnet_in: ResnetBlock::new(channels, channels, groups, vb.pp("resnets.0"))?,
             attention,
@@ -311,11 +351,24 @@ impl Decoder {
         for (i, &out) in reversed.iter().enumerate() {
             let vb = vb.pp(format!("up_blocks.{i}"));
             let resnets = (0..=cfg.layers_per_block)
-                .map(|j| ResnetBlock::new(if j == 0 { prev } else { out }, out, groups, vb.pp(format!("resnets.{j}"))))
+                .map(|j| {
+                    ResnetBlock::new(
+                        if j == 0 { prev } else { out },
+                        out,
+                        groups,
+                        vb.pp(format!("resnets.{j}")),
+                    )
+                })
                 .collect::<candle_core::Result<Vec<_>>>()?;
-            let upsample_conv =
-                if i + 1 < reversed.len() { Some(conv3x3(out, out, vb.pp("upsamplers.0.conv"))?) } else { None };
-            up_blocks.push(UpBlock { resnets, upsample_conv });
+            let upsample_conv = if i + 1 < reversed.len() {
+                Some(conv3x3(out, out, vb.pp("upsamplers.0.conv"))?)
+            } else {
+                None
+            };
+            up_blocks.push(UpBlock {
+                resnets,
+                upsample_conv,
+            });
             prev = out;
         }
         let bottom = cfg.block_out_channels[0];
@@ -330,7 +383,8 @@ impl Decoder {
 
     /// conv_in + mid block: the latent-resolution part.
     fn low_res(&self, z: &Tensor) -> candle_core::Result<Tensor> {
-        self.mid_block.forward(&self.conv_in.forward(z)?, &mut NormContext::local())
+        self.mid_block
+            .forward(&self.conv_in.forward(z)?, &mut NormContext::local())
     }
 
     /// Up blocks + output head: latent-resolution features → image.
@@ -359,7 +413,11 @@ pub struct TileOptions {
 impl Default for TileOptions {
     /// 512-px tiles with 128-px overlap, one statistics pass.
     fn default() -> Self {
-        Self { tile: 64, overlap: 16, stats_passes: 1 }
+        Self {
+            tile: 64,
+            overlap: 16,
+            stats_passes: 1,
+        }
     }
 }
 
@@ -377,7 +435,10 @@ pub enum DecodeMode {
 impl Default for DecodeMode {
     /// Full up to 1024 px per side, tiled above.
     fn default() -> Self {
-        Self::Auto { above: 128, tiles: TileOptions::default() }
+        Self::Auto {
+            above: 128,
+            tiles: TileOptions::default(),
+        }
     }
 }
 
@@ -395,12 +456,24 @@ impl VaeDecoder {
     pub fn new(vb: VarBuilder, cfg: &VaeConfig) -> Result<Self> {
         let post_quant_conv = if cfg.use_post_quant_conv {
             let c = cfg.latent_channels;
-            Some(candle_nn::conv2d(c, c, 1, Conv2dConfig::default(), vb.pp("post_quant_conv"))?)
+            Some(candle_nn::conv2d(
+                c,
+                c,
+                1,
+                Conv2dConfig::default(),
+                vb.pp("post_quant_conv"),
+            )?)
         } else {
             None
         };
         let decoder = Decoder::new(cfg, vb.pp("decoder"))?;
-        Ok(Self { decoder, post_quant_conv, cfg: cfg.clone(), dtype: vb.dtype(), device: vb.device().clone() })
+        Ok(Self {
+            decoder,
+            post_quant_conv,
+            cfg: cfg.clone(),
+            dtype: vb.dtype(),
+            device: vb.device().clone(),
+        })
     }
 
     pub fn config(&self) -> &VaeConfig {
@@ -425,7 +498,9 @@ impl VaeDecoder {
     /// diffusers' `vae.decode(z)` without tiling: `[b, C, h, w]` → `[b, 3, 8h, 8w]` in the VAE dtype.
     pub fn decode_raw(&self, z: &Tensor) -> Result<Tensor> {
         let z = self.check_latents(z)?;
-        Ok(self.decoder.high_res(&self.decoder.low_res(&z)?, &mut NormContext::local())?)
+        Ok(self
+            .decoder
+            .high_res(&self.decoder.low_res(&z)?, &mut NormContext::local())?)
     }
 
     /// Pipeline latents → image tensor `[b, 3, 8h, 8w]` in f32, roughly in `[-1, 1]`.
@@ -449,9 +524,12 @@ impl VaeDecoder {
     }
 
     fn check_latents(&self, z: &Tensor) -> Result<Tensor> {
-        let (_, c, h, w) = z
-            .dims4()
-            .map_err(|_| ModelError::BadInput(format!("latents must be [batch, channels, h, w], got {:?}", z.dims())))?;
+        let (_, c, h, w) = z.dims4().map_err(|_| {
+            ModelError::BadInput(format!(
+                "latents must be [batch, channels, h, w], got {:?}",
+                z.dims()
+            ))
+        })?;
         if c != self.cfg.latent_channels || h == 0 || w == 0 {
             return Err(ModelError::BadInput(format!(
                 "latents {:?} do not fit a VAE with {} latent channels",
@@ -480,7 +558,10 @@ impl VaeDecoder {
         let rows = tile_spans(h, tiles.tile, tiles.overlap);
         let cols = tile_spans(w, tiles.tile, tiles.overlap);
         let tile_at = |row: &tiling::TileSpan, col: &tiling::TileSpan| -> candle_core::Result<Tensor> {
-            features.narrow(2, row.start, row.len)?.narrow(3, col.start, col.len)?.contiguous()
+            features
+                .narrow(2, row.start, row.len)?
+                .narrow(3, col.start, col.len)?
+                .contiguous()
         };
 
         let mut stats = None;
@@ -508,10 +589,16 @@ impl VaeDecoder {
             let mut strip: Option<Tensor> = None;
             for col in &cols {
                 let mut norms = NormContext::new(stats.as_deref(), None);
-                let decoded = self.decoder.high_res(&tile_at(row, col)?, &mut norms)?.to_dtype(DType::F32)?;
+                let decoded = self
+                    .decoder
+                    .high_res(&tile_at(row, col)?, &mut norms)?
+                    .to_dtype(DType::F32)?;
                 let weights = Tensor::from_vec(col.weights(scale), (1, 1, 1, col.len * scale), device)?;
-                let placed =
-                    decoded.broadcast_mul(&weights)?.pad_with_zeros(3, col.start * scale, (w - col.end()) * scale)?;
+                let placed = decoded.broadcast_mul(&weights)?.pad_with_zeros(
+                    3,
+                    col.start * scale,
+                    (w - col.end()) * scale,
+                )?;
                 strip = Some(match strip {
                     Some(acc) => (acc + placed)?,
                     None => placed,
@@ -540,12 +627,23 @@ impl VaeDecoder {
 pub fn image_to_rgb8(image: &Tensor) -> Result<RgbImage> {
     let (b, c, h, w) = image.dims4()?;
     if b != 1 || c != 3 {
-        return Err(ModelError::BadInput(format!("expected one RGB image [1, 3, H, W], got {:?}", image.dims())));
+        return Err(ModelError::BadInput(format!(
+            "expected one RGB image [1, 3, H, W], got {:?}",
+            image.dims()
+        )));
     }
-    let hwc = image.squeeze(0)?.to_dtype(DType::F32)?.permute((1, 2, 0))?.contiguous()?;
+    let hwc = image
+        .squeeze(0)?
+        .to_dtype(DType::F32)?
+        .permute((1, 2, 0))?
+        .contiguous()?;
     let values = hwc.flatten_all()?.to_vec1::<f32>()?;
     let pixels = values.into_iter().map(to_u8).collect();
-    Ok(RgbImage { width: w as u32, height: h as u32, pixels })
+    Ok(RgbImage {
+        width: w as u32,
+        height: h as u32,
+        pixels,
+    })
 }
 
 fn to_u8(x: f32) -> u8 {
@@ -568,7 +666,12 @@ mod tests {
         assert!(cfg.mid_block_add_attention);
         assert_eq!(cfg.scale_factor(), 2);
         let null_shift = r#"{"block_out_channels": [32], "shift_factor": null}"#;
-        assert_eq!(VaeConfig::from_json(null_shift, Path::new("c")).expect("parses").shift_factor, 0.0);
+        assert_eq!(
+            VaeConfig::from_json(null_shift, Path::new("c"))
+                .expect("parses")
+                .shift_factor,
+            0.0
+        );
         let bad_groups = r#"{"block_out_channels": [30], "norm_num_groups": 8}"#;
         let err = VaeConfig::from_json(bad_groups, Path::new("vae/config.json")).expect_err("fails");
         assert!(err.to_string().contains("vae/config.json"), "{err}");
@@ -593,19 +696,44 @@ mod tests {
     fn tiled_matches_full_where_tiles_do_not_overlap_edges() -> Result<()> {
         let map = VarMap::new();
         let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
-        let cfg = VaeConfig { block_out_channels: vec![8, 8], norm_num_groups: 4, ..VaeConfig::tiny() };
+        let cfg = VaeConfig {
+            block_out_channels: vec![8, 8],
+            norm_num_groups: 4,
+            ..VaeConfig::tiny()
+        };
         let vae = VaeDecoder::new(vb, &cfg)?;
         let latents = Tensor::randn(0f32, 1.0, (1, 16, 6, 10), &Device::Cpu)?;
         let full = vae.decode(&latents, DecodeMode::Full)?;
         assert_eq!(full.dims(), &[1, 3, 12, 20]);
         // One tile as big as the latent is the full decode.
-        let single = vae.decode(&latents, DecodeMode::Tiled(TileOptions { tile: 16, overlap: 4, stats_passes: 1 }))?;
+        let single = vae.decode(
+            &latents,
+            DecodeMode::Tiled(TileOptions {
+                tile: 16,
+                overlap: 4,
+                stats_passes: 1,
+            }),
+        )?;
         let diff = (full - &single)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(diff < 1e-5, "{diff}");
-        let tiled = vae.decode(&latents, DecodeMode::Tiled(TileOptions { tile: 4, overlap: 2, stats_passes: 2 }))?;
+        let tiled = vae.decode(
+            &latents,
+            DecodeMode::Tiled(TileOptions {
+                tile: 4,
+                overlap: 2,
+                stats_passes: 2,
+            }),
+        )?;
         assert_eq!(tiled.dims(), &[1, 3, 12, 20]);
         assert!(matches!(
-            vae.decode(&latents, DecodeMode::Tiled(TileOptions { tile: 4, overlap: 4, stats_passes: 0 })),
+            vae.decode(
+                &latents,
+                DecodeMode::Tiled(TileOptions {
+                    tile: 4,
+                    overlap: 4,
+                    stats_passes: 0
+                })
+            ),
             Err(ModelError::BadInput(_))
         ));
         Ok(())

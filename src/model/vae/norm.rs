@@ -68,8 +68,13 @@ fn sum(parts: impl Iterator<Item = candle_core::Result<Tensor>>) -> candle_core:
 fn combine(parts: &[Moments]) -> candle_core::Result<GroupStats> {
     let total: f64 = parts.iter().map(|m| m.count).sum();
     let mean = sum(parts.iter().map(|m| &m.mean * (m.count / total)))?;
-    let m2 = sum(parts.iter().map(|m| (m.mean.broadcast_sub(&mean)?.sqr()? * m.count)? + &m.m2))?;
-    Ok(GroupStats { var: (m2 / total)?, mean })
+    let m2 = sum(parts
+        .iter()
+        .map(|m| (m.mean.broadcast_sub(&mean)?.sqr()? * m.count)? + &m.m2))?;
+    Ok(GroupStats {
+        var: (m2 / total)?,
+        mean,
+    })
 }
 
 /// What the GroupNorms of one forward pass do, in call order: statistics of their input (`fixed:
@@ -88,7 +93,11 @@ impl<'a> NormContext<'a> {
     }
 
     pub fn new(fixed: Option<&'a [GroupStats]>, record: Option<(CoreRegion, &'a mut StatsRecorder)>) -> Self {
-        Self { fixed, record, next: 0 }
+        Self {
+            fixed,
+            record,
+            next: 0,
+        }
     }
 }
 
@@ -99,7 +108,12 @@ impl GroupNorm {
         }
         let weight = vb.get_with_hints(channels, "weight", candle_nn::Init::Const(1.0))?;
         let bias = vb.get_with_hints(channels, "bias", candle_nn::Init::Const(0.0))?;
-        Ok(Self { weight, bias, groups, eps })
+        Ok(Self {
+            weight,
+            bias,
+            groups,
+            eps,
+        })
     }
 
     /// `xs`: `[b, c, h, w]`. Statistics are computed in f32 whatever the dtype (as torch does).
@@ -119,9 +133,9 @@ impl GroupNorm {
         let grouped = xs.to_dtype(DType::F32)?.reshape((b, self.groups, n))?;
         let (centered, var) = match ctx.fixed {
             Some(stats) => {
-                let stats = stats
-                    .get(index)
-                    .ok_or_else(|| candle_core::Error::Msg("tiled decode: statistics missing for a norm".into()))?;
+                let stats = stats.get(index).ok_or_else(|| {
+                    candle_core::Error::Msg("tiled decode: statistics missing for a norm".into())
+                })?;
                 (grouped.broadcast_sub(&stats.mean)?, stats.var.clone())
             }
             None => {
@@ -142,7 +156,8 @@ impl GroupNorm {
         let (b, c, h, w) = xs.dims4()?;
         let span = |(lo, hi): (f64, f64), origin: usize, tile: usize, len: usize| {
             let scale = (len / tile.max(1)) as f64;
-            let to_layer = |v: f64| ((v * scale).round() - origin as f64 * scale).clamp(0.0, len as f64) as usize;
+            let to_layer =
+                |v: f64| ((v * scale).round() - origin as f64 * scale).clamp(0.0, len as f64) as usize;
             (to_layer(lo), to_layer(hi))
         };
         let (y0, y1) = span(core.rows, core.origin.0, core.size.0, h);
@@ -151,11 +166,18 @@ impl GroupNorm {
             return Ok(None);
         }
         let count = c / self.groups * (y1 - y0) * (x1 - x0);
-        let region = xs.narrow(2, y0, y1 - y0)?.narrow(3, x0, x1 - x0)?.to_dtype(DType::F32)?;
+        let region = xs
+            .narrow(2, y0, y1 - y0)?
+            .narrow(3, x0, x1 - x0)?
+            .to_dtype(DType::F32)?;
         let grouped = region.contiguous()?.reshape((b, self.groups, count))?;
         let mean = (grouped.sum_keepdim(2)? / count as f64)?;
         let m2 = grouped.broadcast_sub(&mean)?.sqr()?.sum_keepdim(2)?;
-        Ok(Some(Moments { mean, m2, count: count as f64 }))
+        Ok(Some(Moments {
+            mean,
+            m2,
+            count: count as f64,
+        }))
     }
 }
 
@@ -168,15 +190,28 @@ mod tests {
     #[test]
     fn recorded_statistics_equal_whole_image_statistics() -> candle_core::Result<()> {
         let varmap = candle_nn::VarMap::new();
-        let norm = GroupNorm::new(2, 4, 1e-6, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
-        let xs = (Tensor::arange(0f32, 4.0 * 6.0 * 5.0, &Device::Cpu)?.reshape((1, 4, 6, 5))?.sin()? * 3.0)?;
+        let norm = GroupNorm::new(
+            2,
+            4,
+            1e-6,
+            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        )?;
+        let xs = (Tensor::arange(0f32, 4.0 * 6.0 * 5.0, &Device::Cpu)?
+            .reshape((1, 4, 6, 5))?
+            .sin()?
+            * 3.0)?;
         let whole = norm.forward(&xs, &mut NormContext::local())?;
 
         // Two overlapping "tiles" of rows 0..4 and 2..6 whose cores are rows 0..3 and 3..6.
         let mut recorder = StatsRecorder::default();
         for (start, core) in [(0, (0.0, 3.0)), (2, (3.0, 6.0))] {
             let tile = xs.narrow(2, start, 4)?;
-            let region = CoreRegion { origin: (start, 0), size: (4, 5), rows: core, cols: (0.0, 5.0) };
+            let region = CoreRegion {
+                origin: (start, 0),
+                size: (4, 5),
+                rows: core,
+                cols: (0.0, 5.0),
+            };
             norm.forward(&tile, &mut NormContext::new(None, Some((region, &mut recorder))))?;
         }
         let stats = recorder.finish()?;

@@ -48,17 +48,31 @@ pub(super) fn tile_spans(len: usize, tile: usize, overlap: usize) -> Vec<TileSpa
     let stride = tile.saturating_sub(overlap).max(1);
     let tile = tile.min(len);
     if tile == len {
-        return vec![TileSpan { start: 0, len, overlap_before: 0, overlap_after: 0 }];
+        return vec![TileSpan {
+            start: 0,
+            len,
+            overlap_before: 0,
+            overlap_after: 0,
+        }];
     }
     let count = (len - tile).div_ceil(stride) + 1;
-    let starts: Vec<usize> =
-        (0..count).map(|i| ((i * (len - tile)) as f64 / (count - 1) as f64).round() as usize).collect();
+    let starts: Vec<usize> = (0..count)
+        .map(|i| ((i * (len - tile)) as f64 / (count - 1) as f64).round() as usize)
+        .collect();
     (0..count)
         .map(|i| TileSpan {
             start: starts[i],
             len: tile,
-            overlap_before: if i > 0 { starts[i - 1] + tile - starts[i] } else { 0 },
-            overlap_after: if i + 1 < count { starts[i] + tile - starts[i + 1] } else { 0 },
+            overlap_before: if i > 0 {
+                starts[i - 1] + tile - starts[i]
+            } else {
+                0
+            },
+            overlap_after: if i + 1 < count {
+                starts[i] + tile - starts[i + 1]
+            } else {
+                0
+            },
         })
         .collect()
 }
@@ -73,7 +87,6 @@ pub(super) fn weight_sums(spans: &[TileSpan], len: usize, scale: usize) -> Vec<f
     }
     sums
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -90,7 +103,11 @@ mod tests {
             for pair in spans.windows(2) {
                 assert!(pair[0].end() >= pair[1].start + 3, "{len}: {pair:?}");
                 assert!(pair[1].start > pair[0].start);
-                assert_eq!(pair[0].core().1, pair[1].core().0, "cores must partition the axis");
+                assert_eq!(
+                    pair[0].core().1,
+                    pair[1].core().0,
+                    "cores must partition the axis"
+                );
             }
             let sums = weight_sums(&spans, len, 2);
             assert!(sums.iter().all(|&s| s > 0.0), "{len}");
