@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use zimage_tui::model::pipeline::LatentDecoder;
 use zimage_tui::model::vae::{image_to_rgb8, DecodeMode, TileOptions, VaeConfig, VaeDecoder};
 
 const MAX_REL_ERR: f32 = 1e-4;
@@ -92,8 +93,48 @@ fn rgb8_image_matches_the_pipelines_pil_output() {
     let ours = vae
         .decode_to_rgb(&tensors["vae.latents"], DecodeMode::Full)
         .expect("decodes");
+    let off_by_one = assert_u8_matches(&ours.pixels, &reference_u8, &reference_unit);
+    println!(
+        "vae.image_u8: {off_by_one} of {} values differ by 1 at a .5 boundary",
+        reference_u8.len()
+    );
+}
+
+/// The whole pipeline's last latents through our VAE give the pipeline's image, via the trait the
+/// pipeline calls.
+#[test]
+fn pipeline_latents_decode_to_the_pipelines_image() {
+    let vae = tiny_vae().with_mode(DecodeMode::Full);
+    let tensors = reference_tensors();
+    let latents = &tensors["pipe.latents.7"];
+    let decoded = vae.decode(latents, DecodeMode::Full).expect("decodes");
+    let err = rel_err(&decoded, &tensors["pipe.decoded"]);
+    println!("pipe.decoded rel err {err:.3e}");
+    assert!(err <= MAX_REL_ERR, "pipe.decoded rel err {err:e}");
+    let image = LatentDecoder::decode(&vae, latents).expect("decodes");
+    assert_eq!(vae.spatial_scale(), 8);
+    assert_eq!((image.width, image.height), (96, 64));
+    let reference_u8 = tensors["pipe.image_u8"]
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<u8>())
+        .expect("u8 image");
+    let reference_unit = tensors["pipe.image"]
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("f32 image");
+    let off_by_one = assert_u8_matches(&image.pixels, &reference_u8, &reference_unit);
+    println!(
+        "pipe.image_u8: {off_by_one} of {} values differ by 1 at a .5 boundary",
+        reference_u8.len()
+    );
+}
+
+/// Every value equal, or 1 off where diffusers' float value sits within 0.01 of a .5 rounding
+/// boundary (our decoder output differs from torch's in the last float bits). Returns the count.
+fn assert_u8_matches(ours: &[u8], reference_u8: &[u8], reference_unit: &[f32]) -> usize {
+    assert_eq!(ours.len(), reference_u8.len());
     let mut off_by_one = 0;
-    for (i, (&a, &b)) in ours.pixels.iter().zip(&reference_u8).enumerate() {
+    for (i, (&a, &b)) in ours.iter().zip(reference_u8).enumerate() {
         if a == b {
             continue;
         }
@@ -101,14 +142,11 @@ fn rgb8_image_matches_the_pipelines_pil_output() {
         let distance_to_half = (scaled - scaled.floor() - 0.5).abs();
         assert!(
             a.abs_diff(b) == 1 && distance_to_half < 1e-2,
-            "pixel {i}: ours {a}, diffusers {b} ({scaled})"
+            "value {i}: ours {a}, diffusers {b} ({scaled})"
         );
         off_by_one += 1;
     }
-    println!(
-        "rgb8: {off_by_one} of {} values differ by 1 at a .5 boundary",
-        reference_u8.len()
-    );
+    off_by_one
 }
 
 /// Deterministic standard normal values (xorshift + Box-Muller); candle's CPU randn is not seeded.

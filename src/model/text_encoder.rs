@@ -12,6 +12,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
 
+use super::pipeline::PromptEmbedder;
 use super::tokenizer::PromptTokenizer;
 use super::{ModelError, Result};
 
@@ -422,6 +423,12 @@ impl PromptEncoder {
         let tokens = self.tokenizer.tokenize(prompt)?;
         let embeddings = self.encoder.encode_ids(&tokens.ids)?;
         Ok((embeddings, tokens.warnings))
+    }
+}
+
+impl PromptEmbedder for PromptEncoder {
+    fn encode(&self, prompt: &str) -> Result<(Tensor, Vec<String>)> {
+        PromptEncoder::encode(self, prompt)
     }
 }
 

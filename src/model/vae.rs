@@ -13,6 +13,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
 
+use super::pipeline::LatentDecoder;
 use super::{ModelError, Result, RgbImage};
 
 mod norm;
@@ -449,6 +450,8 @@ pub struct VaeDecoder {
     cfg: VaeConfig,
     dtype: DType,
     device: Device,
+    /// Used by `LatentDecoder::decode` (the pipeline's call).
+    mode: DecodeMode,
 }
 
 impl VaeDecoder {
@@ -473,11 +476,22 @@ impl VaeDecoder {
             cfg: cfg.clone(),
             dtype: vb.dtype(),
             device: vb.device().clone(),
+            mode: DecodeMode::default(),
         })
     }
 
     pub fn config(&self) -> &VaeConfig {
         &self.cfg
+    }
+
+    /// Sets how the pipeline's `decode` call runs (e.g. always tiled in low-VRAM mode).
+    pub fn with_mode(mut self, mode: DecodeMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    pub fn mode(&self) -> DecodeMode {
+        self.mode
     }
 
     pub fn dtype(&self) -> DType {
@@ -619,6 +633,16 @@ impl VaeDecoder {
         let image = image.ok_or_else(|| ModelError::BadInput("empty latents".into()))?;
         let row_sums = Tensor::from_vec(weight_sums(&rows, h, scale), (1, 1, h * scale, 1), device)?;
         Ok(image.broadcast_div(&row_sums)?)
+    }
+}
+
+impl LatentDecoder for VaeDecoder {
+    fn decode(&self, latents: &Tensor) -> Result<RgbImage> {
+        self.decode_to_rgb(latents, self.mode)
+    }
+
+    fn spatial_scale(&self) -> usize {
+        self.cfg.scale_factor()
     }
 }
 
