@@ -151,10 +151,11 @@ pub fn apply_rope(x: &Tensor, rope: &Rope) -> Result<Tensor> {
 /// only a few heads exists at once.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
     let (_, _, heads, head_dim) = q.dims4()?;
+    let dtype = q.dtype();
     let scale = 1.0 / (head_dim as f64).sqrt();
-    let q = q.transpose(1, 2)?.contiguous()?;
-    let k = k.transpose(1, 2)?.contiguous()?;
-    let v = v.transpose(1, 2)?.contiguous()?;
+    // scores and softmax in f32, as torch's fused SDPA kernels keep them
+    let per_head = |t: &Tensor| t.transpose(1, 2)?.to_dtype(DType::F32)?.contiguous();
+    let (q, k, v) = (per_head(q)?, per_head(k)?, per_head(v)?);
     let chunk = heads.clamp(1, 8);
     let mut outs = Vec::with_capacity(heads.div_ceil(chunk));
     for start in (0..heads).step_by(chunk) {
@@ -165,10 +166,12 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
             v.narrow(1, start, n)?,
         );
         let scores = (qh.matmul(&kh.t()?)? * scale)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(q.dtype())?;
-        outs.push(probs.matmul(&vh)?);
+        outs.push(candle_nn::ops::softmax_last_dim(&scores)?.matmul(&vh)?);
     }
-    Tensor::cat(&outs, 1)?.transpose(1, 2)?.contiguous()
+    Tensor::cat(&outs, 1)?
+        .transpose(1, 2)?
+        .to_dtype(dtype)?
+        .contiguous()
 }
 
 /// `weight * factor` as one f32 vector (`factor` None → weight alone) for the fused kernels.
