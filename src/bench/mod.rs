@@ -1,1 +1,253 @@
-//! (placeholder, to be written)
+//! The evaluation a user would do by hand, built in: timed runs at one size, a resolution sweep
+//! that survives out-of-memory, a soak that watches for memory growth and slow-down; written as
+//! report.md (the review's tables) and report.json (every raw figure).
+//!
+//! The runner drives the worker through the same `Command`/`Event` channels as the dashboard and
+//! `gen`, so what is measured is the engine users run.
+
+pub mod estimate;
+pub mod markdown;
+pub mod meter;
+pub mod prompts;
+pub mod record;
+pub mod report;
+pub mod runner;
+pub mod stats;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::model::GenerationRequest;
+
+pub use record::{JobRecord, MemoryReading, Outcome};
+pub use report::Report;
+pub use runner::{MemoryMeter, Observer, Runner, Silent, WorkerPort};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{0}")]
+    Input(String),
+    #[error("the model failed to load: {0}")]
+    Load(String),
+    #[error("no model loaded")]
+    NoModel,
+    #[error("the worker stopped unexpectedly")]
+    WorkerGone,
+    #[error("cannot write the report to {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// The report's sections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Section {
+    Runs,
+    Sweep,
+    Soak,
+}
+
+impl Section {
+    pub fn title(self) -> &'static str {
+        match self {
+            Section::Runs => "timed runs",
+            Section::Sweep => "resolution sweep",
+            Section::Soak => "soak",
+        }
+    }
+}
+
+pub const DEFAULT_PROMPT: &str =
+    "A futuristic city at night, neon lights reflecting on wet streets, cyberpunk style";
+pub const DEFAULT_SEED: u64 = 42;
+pub const DEFAULT_STEPS: usize = 9;
+/// The review's sweep, plus the largest size the issue asks about.
+pub const DEFAULT_SWEEP: &[(u32, u32)] = &[
+    (512, 512),
+    (1024, 1024),
+    (1280, 768),
+    (768, 1280),
+    (1536, 1536),
+    (2048, 2048),
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunsPlan {
+    pub count: usize,
+    pub width: u32,
+    pub height: u32,
+    pub steps: usize,
+    pub seed: u64,
+    pub prompt: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepPlan {
+    /// (width, height) pairs, in order.
+    pub sizes: Vec<(u32, u32)>,
+    pub steps: usize,
+    pub seed: u64,
+    pub prompt: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoakPlan {
+    pub count: usize,
+    pub width: u32,
+    pub height: u32,
+    pub steps: usize,
+    /// Image i uses `seed + i` and prompt `i mod len`.
+    pub seed: u64,
+    pub prompts: Vec<String>,
+    pub prompt_source: String,
+    pub interval: Duration,
+}
+
+/// What to run. A `None` section is skipped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchPlan {
+    pub runs: Option<RunsPlan>,
+    pub sweep: Option<SweepPlan>,
+    pub soak: Option<SoakPlan>,
+    /// Warm-up generations before each measured series (per size in the sweep).
+    pub warmup: usize,
+    /// Refuse jobs whose estimated peak exceeds this many bytes.
+    pub max_vram_bytes: Option<u64>,
+    /// Test hook: jobs of these sizes fail with an injected out-of-memory after their first step
+    /// (see `Job::inject_oom_after_step`), to show that a failure costs only that job.
+    pub inject_oom_sizes: Vec<(u32, u32)>,
+}
+
+impl BenchPlan {
+    /// Checks every request up front, so a typo fails before the model loads.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        let check = |what: &str, width: u32, height: u32, steps: usize| {
+            GenerationRequest {
+                prompt: "x".into(),
+                width,
+                height,
+                steps,
+                seed: 0,
+            }
+            .validate()
+            .map_err(|e| BenchError::Input(format!("{what}: {e}")))
+        };
+        if let Some(r) = &self.runs {
+            check("timed runs", r.width, r.height, r.steps)?;
+            if r.count == 0 {
+                return Err(BenchError::Input("timed runs: --runs must be at least 1".into()));
+            }
+        }
+        if let Some(s) = &self.sweep {
+            if s.sizes.is_empty() {
+                return Err(BenchError::Input("sweep: no sizes given".into()));
+            }
+            for &(w, h) in &s.sizes {
+                check("sweep", w, h, s.steps)?;
+            }
+        }
+        if let Some(s) = &self.soak {
+            check("soak", s.width, s.height, s.steps)?;
+            if s.count == 0 {
+                return Err(BenchError::Input("soak: --soak must be at least 1".into()));
+            }
+            if s.prompts.iter().all(|p| p.trim().is_empty()) {
+                return Err(BenchError::Input("soak: the prompt list is empty".into()));
+            }
+        }
+        if self.runs.is_none() && self.sweep.is_none() && self.soak.is_none() {
+            return Err(BenchError::Input("nothing to run".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Parses "1024x768" (or "1024×768", or "1024" for a square) into (width, height).
+pub fn parse_size(text: &str) -> Result<(u32, u32), BenchError> {
+    let bad = || BenchError::Input(format!("size {text:?} is not WIDTHxHEIGHT, e.g. 1024x1024"));
+    let t = text.trim();
+    let (w, h) = match t.split_once(['x', 'X', '×']) {
+        Some((w, h)) => (w.trim(), h.trim()),
+        None => (t, t),
+    };
+    let w: u32 = w.parse().map_err(|_| bad())?;
+    let h: u32 = h.parse().map_err(|_| bad())?;
+    Ok((w, h))
+}
+
+/// Writes report.md and report.json into `dir` (created if missing); returns both paths.
+pub fn write_report(dir: &Path, report: &Report) -> Result<(PathBuf, PathBuf), BenchError> {
+    let write = |path: PathBuf, text: String| -> Result<PathBuf, BenchError> {
+        std::fs::write(&path, text).map_err(|source| BenchError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(path)
+    };
+    std::fs::create_dir_all(dir).map_err(|source| BenchError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let md = write(dir.join("report.md"), markdown::render(report))?;
+    let json = write(dir.join("report.json"), report.to_json())?;
+    Ok((md, json))
+}
+
+/// The source tree's commit when the binary runs from (or beside) its checkout, with "-dirty"
+/// when there are uncommitted changes; `None` otherwise.
+pub fn git_commit() -> Option<String> {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).filter(|c| !c.is_empty())?;
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(if dirty { format!("{commit}-dirty") } else { commit })
+}
+
+/// Now, RFC 3339 in UTC.
+pub fn now_utc() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| now.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1024x768").unwrap(), (1024, 768));
+        assert_eq!(parse_size("1280×768").unwrap(), (1280, 768));
+        assert_eq!(parse_size("512").unwrap(), (512, 512));
+        assert!(parse_size("big").is_err());
+        assert!(parse_size("10x").is_err());
+    }
+
+    #[test]
+    fn plan_validation_names_the_problem() {
+        let plan = BenchPlan {
+            runs: None,
+            sweep: Some(SweepPlan {
+                sizes: vec![(1000, 512)],
+                steps: 9,
+                seed: 1,
+                prompt: "p".into(),
+            }),
+            soak: None,
+            warmup: 1,
+            max_vram_bytes: None,
+            inject_oom_sizes: Vec::new(),
+        };
+        let err = plan.validate().unwrap_err().to_string();
+        assert!(err.contains("sweep") && err.contains("1000"), "{err}");
+    }
+}

@@ -19,6 +19,24 @@ pub struct Job {
     pub output: Option<PathBuf>,
     /// Send cheap latent previews after each step.
     pub previews: bool,
+    /// Test hook (bench OOM containment): fail this job as if the device ran out of memory after
+    /// this many denoising steps (0 = before the first). The worker stops the pipeline through
+    /// its cancel check, so intermediate tensors are dropped exactly as on a real error, and
+    /// reports `FailureKind::OutOfMemory`; the model stays loaded. `None` in normal use.
+    pub inject_oom_after_step: Option<usize>,
+}
+
+impl Job {
+    /// A job with no file output, no previews and no injected failure.
+    pub fn new(id: JobId, request: GenerationRequest) -> Self {
+        Self {
+            id,
+            request,
+            output: None,
+            previews: false,
+            inject_oom_after_step: None,
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -1,0 +1,420 @@
+//! report.md: the hand-made review's tables (timed runs, resolution sweep, soak, summary), filled
+//! by the machine.
+
+use std::fmt::Write;
+
+use super::estimate::{GIB, MIB};
+use super::record::JobRecord;
+use super::report::{Report, RunsSection, SoakSection, SweepSection};
+use super::stats::Spread;
+
+const DASH: &str = "—";
+
+pub fn render(report: &Report) -> String {
+    let mut md = String::new();
+    header(&mut md, report);
+    if let Some(runs) = &report.runs {
+        runs_table(&mut md, runs, report.header.device.memory_source.short());
+    }
+    if let Some(sweep) = &report.sweep {
+        sweep_table(&mut md, sweep, report.header.device.memory_source.short());
+    }
+    if let Some(soak) = &report.soak {
+        soak_tables(&mut md, soak, report.header.device.memory_source.short());
+    }
+    summary(&mut md, report);
+    md
+}
+
+fn header(md: &mut String, r: &Report) {
+    let h = &r.header;
+    let _ = writeln!(md, "# zimage-tui benchmark report\n");
+    if h.model.random_weights {
+        let _ = writeln!(
+            md,
+            "> **⚠ RANDOM WEIGHTS** — this model is not the real checkpoint. Speed and memory are \
+             representative of the architecture; the images are noise.\n"
+        );
+    }
+    let device = &h.device;
+    let rows: Vec<(&str, String)> = vec![
+        (
+            "Card",
+            device.card.clone().unwrap_or_else(|| h.model.device.clone()),
+        ),
+        ("Driver", device.driver.clone().unwrap_or_else(|| DASH.into())),
+        ("Device", h.model.device.clone()),
+        (
+            "Model",
+            if h.model.random_weights {
+                format!("**RANDOM WEIGHTS** — {}", h.model.label)
+            } else {
+                h.model.label.clone()
+            },
+        ),
+        ("Parameters", parameters(&h.model.parameters)),
+        ("dtype", h.model.dtype.clone()),
+        (
+            "Model load",
+            h.model_load_s
+                .map_or_else(|| DASH.into(), |s| format!("{s:.2} s")),
+        ),
+        ("Memory figures", device.memory_source.describe()),
+        (
+            "Device memory total",
+            device.total_bytes.map_or_else(|| DASH.into(), gib),
+        ),
+        (
+            "Memory budget",
+            h.max_vram_bytes.map_or_else(|| "none".into(), gib),
+        ),
+        (
+            "Warm-up",
+            format!(
+                "{} generation(s) before each measured series, excluded from every statistic",
+                h.warmup_per_series
+            ),
+        ),
+        ("Version", h.tool.clone()),
+        ("Commit", h.git_commit.clone().unwrap_or_else(|| DASH.into())),
+        ("Date (UTC)", h.date_utc.clone()),
+    ];
+    let _ = writeln!(md, "| Item | Value |\n|---|---|");
+    for (k, v) in rows {
+        let _ = writeln!(md, "| {k} | {} |", cell(&v));
+    }
+    md.push('\n');
+}
+
+fn runs_table(md: &mut String, s: &RunsSection, mem: &str) {
+    let _ = writeln!(
+        md,
+        "## Timed runs — {} × {}×{}, {} steps, seed {}\n",
+        s.jobs.len(),
+        s.width,
+        s.height,
+        s.steps,
+        s.seed
+    );
+    let _ = writeln!(
+        md,
+        "Prompt: “{}”. Warm-up runs: {} (not in the table).\n",
+        cell(&s.prompt),
+        s.warmup.len()
+    );
+    let _ = writeln!(
+        md,
+        "| Run | Result | Total (s) | Encode (s) | Per step (ms) | Decode (s) | Peak {mem} (MiB) | {mem} after (MiB) |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+    for j in &s.jobs {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            j.index,
+            j.outcome.label(),
+            opt_s(j.total_s),
+            opt_s(j.encode_s),
+            opt_ms(j.mean_step_s()),
+            opt_s(j.decode_s),
+            opt_mib(j.memory.peak_bytes),
+            opt_mib(j.memory.used_after_bytes),
+        );
+    }
+    let st = &s.stats;
+    let mean = |sp: &Option<Spread>| sp.map(|x| x.mean);
+    let _ = writeln!(
+        md,
+        "| **Mean** | {}/{} ok | {} | {} | {} | {} | {} | |",
+        st.ok,
+        st.ok + st.failed,
+        opt_s(mean(&st.total_s)),
+        opt_s(mean(&st.encode_s)),
+        opt_ms(mean(&st.step_s)),
+        opt_s(mean(&st.decode_s)),
+        opt_mib(mean(&st.peak_bytes).map(|b| b as u64)),
+    );
+    if let Some(t) = st.total_s {
+        let _ = writeln!(
+            md,
+            "\nTotal time: median {:.3} s, min {:.3} s, max {:.3} s, std dev {}.",
+            t.median,
+            t.min,
+            t.max,
+            t.std_dev.map_or_else(|| DASH.into(), |d| format!("{d:.3} s"))
+        );
+    }
+    md.push('\n');
+}
+
+fn sweep_table(md: &mut String, s: &SweepSection, mem: &str) {
+    let _ = writeln!(md, "## Resolution sweep — {} steps, seed {}\n", s.steps, s.seed);
+    let _ = writeln!(
+        md,
+        "One warm-up per size before the measured run (not in the table). A size that runs out of \
+         memory, or whose estimated peak exceeds the budget, is recorded as OOM and the sweep goes on.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| Size | Result | Total (s) | Per step (ms) | Decode (s) | Peak {mem} (MiB) | Estimated peak (MiB) |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    for j in &s.jobs {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            j.size_label(),
+            j.outcome.label(),
+            opt_s(j.total_s),
+            opt_ms(j.mean_step_s()),
+            opt_s(j.decode_s),
+            opt_mib(j.memory.peak_bytes),
+            opt_mib(j.estimate_bytes),
+        );
+    }
+    md.push('\n');
+}
+
+fn soak_tables(md: &mut String, s: &SoakSection, mem: &str) {
+    let st = &s.stats;
+    let _ = writeln!(
+        md,
+        "## Soak — {} images at {}×{}, {} steps, interval {:.1} s\n",
+        s.jobs.len(),
+        s.width,
+        s.height,
+        s.steps,
+        s.interval_s
+    );
+    let _ = writeln!(
+        md,
+        "Prompts: {}. Warm-up images: {} (before image 1, excluded from slope and drift).\n",
+        s.prompt_source,
+        s.warmup.len()
+    );
+    let range = |sp: &Option<Spread>, f: &dyn Fn(f64) -> String| {
+        sp.map_or_else(
+            || DASH.into(),
+            |x| format!("{} (min {}, max {})", f(x.mean), f(x.min), f(x.max)),
+        )
+    };
+    let mib_f = |b: f64| format!("{:.0} MiB", b / MIB as f64);
+    let rows: Vec<(String, String)> = vec![
+        (
+            "Images ok / measured".into(),
+            format!("{} / {}", st.ok, st.images),
+        ),
+        (
+            "Time per image".into(),
+            range(&st.total_s, &|x| format!("{x:.3} s")),
+        ),
+        (
+            format!("{mem} in use after each image"),
+            range(&st.used_after_bytes, &mib_f),
+        ),
+        (format!("Peak {mem} per image"), range(&st.peak_bytes, &mib_f)),
+        (
+            format!("{mem} slope after warm-up (least squares)"),
+            opt_slope(st.used_after_slope_mib_per_image),
+        ),
+        (
+            format!("Peak {mem} slope after warm-up"),
+            opt_slope(st.peak_slope_mib_per_image),
+        ),
+        (
+            format!(
+                "Time drift (mean of last {0} vs first {0} images)",
+                st.drift_tenth_len
+            ),
+            st.time_drift_percent
+                .map_or_else(|| DASH.into(), |d| format!("{d:+.1} %")),
+        ),
+        ("Failures".into(), failures(s)),
+    ];
+    let _ = writeln!(md, "| Metric | Value |\n|---|---|");
+    for (k, v) in rows {
+        let _ = writeln!(md, "| {k} | {} |", cell(&v));
+    }
+    let _ = writeln!(
+        md,
+        "\n| Image | Result | Time (s) | Peak {mem} (MiB) | {mem} after (MiB) | Prompt |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    for j in &s.jobs {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} |",
+            j.index,
+            j.outcome.label(),
+            opt_s(j.total_s),
+            opt_mib(j.memory.peak_bytes),
+            opt_mib(j.memory.used_after_bytes),
+            cell(&short(&j.request.prompt, 40)),
+        );
+    }
+    md.push('\n');
+}
+
+fn summary(md: &mut String, r: &Report) {
+    let mem = r.header.device.memory_source.short();
+    let mut rows: Vec<(String, String)> = Vec::new();
+    if let Some(runs) = &r.runs {
+        let label = format!(
+            "Mean time at {}×{}, {} steps",
+            runs.width, runs.height, runs.steps
+        );
+        rows.push((
+            label,
+            runs.stats
+                .total_s
+                .map_or_else(|| DASH.into(), |t| format!("{:.3} s", t.mean)),
+        ));
+        rows.push((
+            format!("Peak {mem} at {}×{}", runs.width, runs.height),
+            runs.stats
+                .peak_bytes
+                .map_or_else(|| DASH.into(), |p| gib(p.max as u64)),
+        ));
+    }
+    if let Some(sweep) = &r.sweep {
+        let largest = sweep
+            .jobs
+            .iter()
+            .filter(|j| j.outcome.is_ok())
+            .max_by_key(|j| u64::from(j.request.width) * u64::from(j.request.height));
+        rows.push((
+            "Largest size that ran".into(),
+            largest.map_or_else(|| "none".into(), JobRecord::size_label),
+        ));
+        let oom: Vec<String> = sweep
+            .jobs
+            .iter()
+            .filter(|j| j.outcome.is_memory_limit())
+            .map(JobRecord::size_label)
+            .collect();
+        rows.push((
+            "Sizes out of memory".into(),
+            if oom.is_empty() {
+                "none".into()
+            } else {
+                oom.join(", ")
+            },
+        ));
+    }
+    if let Some(soak) = &r.soak {
+        let st = &soak.stats;
+        rows.push(("Soak".into(), format!("{}/{} images ok", st.ok, st.images)));
+        rows.push((
+            format!("Soak {mem} slope"),
+            opt_slope(st.used_after_slope_mib_per_image),
+        ));
+        rows.push((
+            "Soak time drift".into(),
+            st.time_drift_percent
+                .map_or_else(|| DASH.into(), |d| format!("{d:+.1} %")),
+        ));
+    }
+    let _ = writeln!(md, "## Summary\n");
+    if r.header.model.random_weights {
+        let _ = writeln!(md, "Measured with **random weights**.\n");
+    }
+    let _ = writeln!(md, "| Metric | Value |\n|---|---|");
+    for (k, v) in rows {
+        let _ = writeln!(md, "| {k} | {} |", cell(&v));
+    }
+    let _ = writeln!(md, "\nEvery raw figure is in `report.json`.");
+}
+
+fn failures(s: &SoakSection) -> String {
+    if s.stats.failures.is_empty() {
+        return "none".into();
+    }
+    s.stats
+        .failures
+        .iter()
+        .map(|f| format!("image {}: {}", f.index, f.outcome))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn parameters(params: &[(String, u64)]) -> String {
+    if params.is_empty() {
+        return DASH.into();
+    }
+    params
+        .iter()
+        .map(|(name, n)| format!("{name} {}", count(*n)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn count(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2} B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1} M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1} k", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+fn opt_s(v: Option<f64>) -> String {
+    v.map_or_else(|| DASH.into(), |s| format!("{s:.3}"))
+}
+
+fn opt_ms(v: Option<f64>) -> String {
+    v.map_or_else(|| DASH.into(), |s| format!("{:.1}", s * 1000.0))
+}
+
+fn opt_mib(v: Option<u64>) -> String {
+    v.map_or_else(|| DASH.into(), |b| thousands(b / MIB))
+}
+
+fn opt_slope(v: Option<f64>) -> String {
+    v.map_or_else(|| DASH.into(), |s| format!("{s:+.3} MiB/image"))
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.2} GiB", bytes as f64 / GIB as f64)
+}
+
+/// 18240 → "18,240", as the review writes MiB.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Table cells: no pipes or newlines.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+fn short(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        return text.to_owned();
+    }
+    let mut s: String = text.chars().take(max_chars - 1).collect();
+    s.push('…');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_formats() {
+        assert_eq!(thousands(18240), "18,240");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        assert_eq!(short("abcdef", 4), "abc…");
+        assert_eq!(cell("a|b\nc"), "a\\|b c");
+        assert_eq!(count(6_154_908_736), "6.15 B");
+    }
+}
