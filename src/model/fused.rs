@@ -14,6 +14,8 @@ use candle_core::{DType, Device, Result, Tensor, D};
 pub struct Rope {
     pub cos: Tensor,
     pub sin: Tensor,
+    /// Only the CUDA path reads it.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     packed: Option<Tensor>,
 }
 

@@ -16,7 +16,7 @@
 //! computed in f32, RMSNorm and LayerNorm reduce in f32 inside candle's kernels, everything else
 //! runs in the weights' dtype.
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::Deserialize;
 
