@@ -6,6 +6,7 @@ pub mod error;
 pub mod fused;
 pub mod loader;
 pub mod pipeline;
+pub mod preview;
 pub mod scheduler;
 pub mod text_encoder;
 pub mod tokenizer;
