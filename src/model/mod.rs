@@ -4,6 +4,7 @@
 pub mod assemble;
 pub mod demo;
 pub mod error;
+pub mod fused;
 pub mod loader;
 pub mod pipeline;
 pub mod preview;
