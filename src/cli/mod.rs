@@ -3,6 +3,8 @@
 
 pub mod fetch;
 pub mod models;
+pub mod tui;
+mod tui_seams;
 
 use std::process::ExitCode;
 
@@ -36,6 +38,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Commands::Models(args)) => models::run(args),
         Some(Commands::Fetch(args)) => fetch::run(args),
+        None => tui::run(cli.config),
         _ => ExitCode::SUCCESS,
     }
 }
