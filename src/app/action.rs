@@ -171,7 +171,10 @@ pub enum Action {
         memory_total_bytes: Option<u64>,
     },
     /// A warning or error logged anywhere in the app (tracing), for the log pane.
-    LogLine { level: LogLevel, text: String },
+    LogLine {
+        level: LogLevel,
+        text: String,
+    },
     /// Render tick: advances the clock used for elapsed times.
     Tick {
         at: Duration,

@@ -480,8 +480,11 @@ impl Keymap {
             &[Context::Help],
         ];
         for contexts in lookups {
-            let bindings: Vec<&Binding> =
-                self.bindings.iter().filter(|b| contexts.contains(&b.context)).collect();
+            let bindings: Vec<&Binding> = self
+                .bindings
+                .iter()
+                .filter(|b| contexts.contains(&b.context))
+                .collect();
             for (i, a) in bindings.iter().enumerate() {
                 for b in &bindings[i + 1..] {
                     // A pane binding may deliberately shadow a global one (Enter in the queue).
@@ -539,7 +542,15 @@ impl Keymap {
     pub fn sections(&self) -> Vec<(Context, Vec<&Binding>)> {
         Context::ALL
             .iter()
-            .map(|ctx| (*ctx, self.bindings.iter().filter(|b| b.context == *ctx).collect::<Vec<_>>()))
+            .map(|ctx| {
+                (
+                    *ctx,
+                    self.bindings
+                        .iter()
+                        .filter(|b| b.context == *ctx)
+                        .collect::<Vec<_>>(),
+                )
+            })
             .filter(|(_, bindings)| !bindings.is_empty())
             .collect()
     }
@@ -550,7 +561,12 @@ impl Keymap {
         let mut out = String::from("| where | keys | action | config name |\n|---|---|---|---|\n");
         for (ctx, bindings) in self.sections() {
             for b in bindings {
-                let keys = b.keys.iter().map(|k| format!("`{}`", k.label())).collect::<Vec<_>>().join(" ");
+                let keys = b
+                    .keys
+                    .iter()
+                    .map(|k| format!("`{}`", k.label()))
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 out.push_str(&format!(
                     "| {} | {} | {} | `{}` |\n",
                     ctx.title(),
@@ -629,7 +645,11 @@ pub fn parse_key(text: &str) -> Result<KeyChord, String> {
             "right" => KeyCode::Right,
             other => match other.strip_prefix('f').and_then(|n| n.parse::<u8>().ok()) {
                 Some(n) if (1..=24).contains(&n) => KeyCode::F(n),
-                _ => return Err(format!("\"{text}\" is not a key (e.g. \"q\", \"ctrl-c\", \"shift-tab\", \"f5\")")),
+                _ => {
+                    return Err(format!(
+                        "\"{text}\" is not a key (e.g. \"q\", \"ctrl-c\", \"shift-tab\", \"f5\")"
+                    ))
+                }
             },
         },
     };
@@ -832,7 +852,14 @@ mod override_tests {
         assert_eq!(parse_key("shift-tab"), Ok(KeyChord::plain(KeyCode::BackTab)));
         assert_eq!(parse_key("f5"), Ok(KeyChord::plain(KeyCode::F(5))));
         assert_eq!(parse_key("-"), Ok(KeyChord::ch('-')));
-        assert!(parse_key("ctrl-").is_ok(), "a literal '-' after ctrl is the key itself");
+        assert_eq!(
+            parse_key("ctrl--"),
+            Ok(KeyChord {
+                code: KeyCode::Char('-'),
+                modifiers: KeyModifiers::CONTROL
+            })
+        );
+        assert!(parse_key("ctrl-").is_err());
         assert!(parse_key("hyper-x").is_err());
         assert!(parse_key("f99").is_err());
     }
@@ -853,7 +880,10 @@ mod override_tests {
     #[test]
     fn bad_overrides_are_refused_with_the_reason() {
         let unknown = Keymap::with_overrides(&overrides(&[("explode", &["x"])])).unwrap_err();
-        assert!(unknown.contains("not an action") && unknown.contains("add_job"), "{unknown}");
+        assert!(
+            unknown.contains("not an action") && unknown.contains("add_job"),
+            "{unknown}"
+        );
         let bad_key = Keymap::with_overrides(&overrides(&[("quit", &["hyper-x"])])).unwrap_err();
         assert!(bad_key.contains("not a key"), "{bad_key}");
         let no_keys = Keymap::with_overrides(&overrides(&[("quit", &[])])).unwrap_err();

@@ -76,7 +76,10 @@ fn from_session_job(job: SessionJob) -> QueueEntry {
     let status = match job.status {
         session::JobStatus::Queued | session::JobStatus::Running => JobStatus::Queued,
         session::JobStatus::Done => JobStatus::Done {
-            secs: job.result.as_ref().map_or(0.0, |r| r.timings.total().as_secs_f64()),
+            secs: job
+                .result
+                .as_ref()
+                .map_or(0.0, |r| r.timings.total().as_secs_f64()),
         },
         session::JobStatus::Failed => {
             let (kind, reason) = job.error.as_ref().map_or(
@@ -118,7 +121,11 @@ mod tests {
             width: 512,
             height: 256,
             steps: 8,
-            seed: if id % 2 == 0 { SeedChoice::Random } else { SeedChoice::Fixed(u64::MAX - id) },
+            seed: if id % 2 == 0 {
+                SeedChoice::Random
+            } else {
+                SeedChoice::Fixed(u64::MAX - id)
+            },
             used_seed: None,
             status,
             output: None,

@@ -4,8 +4,8 @@
 //! restored on quit, on error and on panic; logs go to a file.
 
 use std::io::{IsTerminal, Write};
-use std::process::ExitCode;
 use std::path::Path;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -36,8 +36,10 @@ pub fn run(args: ConfigArgs) -> ExitCode {
         if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
             bail!("the dashboard needs a terminal; for scripts use `zimage-tui gen`");
         }
-        let runtime =
-            tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting tokio")?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting tokio")?;
         runtime.block_on(dashboard(args))
     })();
     match result {
@@ -63,7 +65,9 @@ pub fn parse_protocol(text: &str) -> anyhow::Result<ProtocolChoice> {
         "sixel" => ProtocolChoice::Fixed(ProtocolType::Sixel),
         "kitty" => ProtocolChoice::Fixed(ProtocolType::Kitty),
         "iterm2" | "iterm" => ProtocolChoice::Fixed(ProtocolType::Iterm2),
-        other => bail!("unknown image protocol \"{other}\" (expected auto, halfblocks, sixel, kitty or iterm2)"),
+        other => {
+            bail!("unknown image protocol \"{other}\" (expected auto, halfblocks, sixel, kitty or iterm2)")
+        }
     })
 }
 
@@ -89,18 +93,26 @@ impl ImageOverlay {
         if let ProtocolChoice::Fixed(protocol) = choice {
             picker.set_protocol_type(protocol);
         }
-        tracing::info!("preview protocol: {:?} (tmux: {})", picker.protocol_type(), picker.tmux_detected());
+        tracing::info!(
+            "preview protocol: {:?} (tmux: {})",
+            picker.protocol_type(),
+            picker.tmux_detected()
+        );
         (picker.protocol_type() != ProtocolType::Halfblocks).then_some(Self { picker, cached: None })
     }
 
     fn render(&mut self, frame: &mut ratatui::Frame, area: Option<Rect>, preview: Option<&PreviewImage>) {
-        let (Some(area), Some(preview)) = (area, preview) else { return };
+        let (Some(area), Some(preview)) = (area, preview) else {
+            return;
+        };
         if preview.step.is_some() || area.width == 0 || area.height == 0 {
             return;
         }
         let fresh = !matches!(&self.cached, Some((job, rect, _)) if *job == preview.job && *rect == area);
         if fresh {
-            let Some(image) = to_dynamic(&preview.image) else { return };
+            let Some(image) = to_dynamic(&preview.image) else {
+                return;
+            };
             match self.picker.new_protocol(image, area.as_size(), Resize::Fit(None)) {
                 Ok(protocol) => self.cached = Some((preview.job, area, protocol)),
                 Err(err) => {
@@ -117,7 +129,8 @@ impl ImageOverlay {
 }
 
 fn to_dynamic(image: &crate::model::RgbImage) -> Option<image::DynamicImage> {
-    image::RgbImage::from_raw(image.width, image.height, image.pixels.clone()).map(image::DynamicImage::ImageRgb8)
+    image::RgbImage::from_raw(image.width, image.height, image.pixels.clone())
+        .map(image::DynamicImage::ImageRgb8)
 }
 
 /// Turns a terminal event into an action: bound keys via the keymap, other keys go to the text
@@ -126,7 +139,9 @@ pub fn input_action(state: &AppState, event: TermEvent) -> Option<Action> {
     match event {
         TermEvent::Key(key) if key.kind != KeyEventKind::Release => match keymap::resolve(state, &key) {
             Some(intent) => Some(Action::Intent(intent)),
-            None if matches!(state.mode, Mode::InsertPrompt | Mode::LineInput(_)) => Some(Action::TextKey(key)),
+            None if matches!(state.mode, Mode::InsertPrompt | Mode::LineInput(_)) => {
+                Some(Action::TextKey(key))
+            }
             None => None,
         },
         TermEvent::Paste(text) => Some(Action::Paste(text)),
@@ -153,7 +168,8 @@ async fn dashboard(args: ConfigArgs) -> anyhow::Result<()> {
         options: setup.config.load_options(),
     });
 
-    let mut session = TerminalSession::enter(TerminalOptions::default()).context("setting up the terminal")?;
+    let mut session =
+        TerminalSession::enter(TerminalOptions::default()).context("setting up the terminal")?;
     let mut overlay = match setup.protocol {
         ProtocolChoice::Fixed(ProtocolType::Halfblocks) => None,
         choice => ImageOverlay::new(choice),
@@ -176,9 +192,19 @@ async fn dashboard(args: ConfigArgs) -> anyhow::Result<()> {
     engine.shutdown();
     result?;
     restored?;
-    let done = state.queue.iter().filter(|j| matches!(j.status, JobStatus::Done { .. })).count();
+    let done = state
+        .queue
+        .iter()
+        .filter(|j| matches!(j.status, JobStatus::Done { .. }))
+        .count();
     println!("zimage-tui: {done} image(s) done this session");
-    if let Some(path) = state.queue.iter().rev().find_map(|j| j.output.as_ref()).filter(|p| p.exists()) {
+    if let Some(path) = state
+        .queue
+        .iter()
+        .rev()
+        .find_map(|j| j.output.as_ref())
+        .filter(|p| p.exists())
+    {
         println!("last image: {}", path.display());
     }
     Ok(())
@@ -261,7 +287,12 @@ fn run_effects(state: &mut AppState, effects: Vec<Effect>, engine: &Engine) {
         match effect {
             Effect::Worker(command) => {
                 if let Command::Submit(job) = &command {
-                    if let Some(dir) = job.output.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
+                    if let Some(dir) = job
+                        .output
+                        .as_ref()
+                        .and_then(|p| p.parent())
+                        .filter(|d| !d.as_os_str().is_empty())
+                    {
                         if let Err(err) = std::fs::create_dir_all(dir) {
                             tracing::warn!("creating {}: {err}", dir.display());
                         }
@@ -270,7 +301,9 @@ fn run_effects(state: &mut AppState, effects: Vec<Effect>, engine: &Engine) {
                 engine.send(command);
             }
             Effect::SaveSession(path) => {
-                let result = seams::save_session(state, &path).map(|()| path).map_err(|e| format!("{e:#}"));
+                let result = seams::save_session(state, &path)
+                    .map(|()| path)
+                    .map_err(|e| format!("{e:#}"));
                 update(state, Action::SessionSaved(result));
             }
             Effect::LoadSession(path) => {
@@ -283,9 +316,14 @@ fn run_effects(state: &mut AppState, effects: Vec<Effect>, engine: &Engine) {
 
 /// Saves to the session path after each change; on failure turns autosave off and says so.
 fn autosave(state: &mut AppState) {
-    let Some(path) = state.session_path.clone() else { return };
+    let Some(path) = state.session_path.clone() else {
+        return;
+    };
     if let Err(err) = seams::save_session(state, &path) {
         state.session_path = None;
-        state.notify(crate::app::state::LogLevel::Error, format!("Autosave failed, now off: {err:#}"));
+        state.notify(
+            crate::app::state::LogLevel::Error,
+            format!("Autosave failed, now off: {err:#}"),
+        );
     }
 }

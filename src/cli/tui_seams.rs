@@ -49,10 +49,15 @@ impl Setup {
             Ok(theme) => palette_from_theme(&theme),
             Err(err) => {
                 warnings.push(format!("{err}; using the built-in dark theme"));
-                Theme::builtin(crate::theme::DEFAULT_THEME).map(|t| palette_from_theme(&t)).unwrap_or_default()
+                Theme::builtin(crate::theme::DEFAULT_THEME)
+                    .map(|t| palette_from_theme(&t))
+                    .unwrap_or_default()
             }
         };
-        let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let settings = Settings {
             width: config.generation.width,
             height: config.generation.height,
@@ -106,7 +111,13 @@ pub fn init_logging(actions: UnboundedSender<Action>) -> Option<crate::logging::
             } else {
                 LogLevel::Warn
             };
-            if actions.send(Action::LogLine { level, text: line.message }).is_err() {
+            if actions
+                .send(Action::LogLine {
+                    level,
+                    text: line.message,
+                })
+                .is_err()
+            {
                 break;
             }
         }
@@ -122,20 +133,34 @@ pub struct Engine {
 
 impl Engine {
     /// Starts the worker (its events become `Action::Worker`, stamped with `at`) and the sampler.
-    pub fn start(setup: &Setup, actions: UnboundedSender<Action>, start: std::time::Instant) -> anyhow::Result<Self> {
+    pub fn start(
+        setup: &Setup,
+        actions: UnboundedSender<Action>,
+        start: std::time::Instant,
+    ) -> anyhow::Result<Self> {
         let (events, mut inbox) = unbounded_channel();
         let worker = crate::worker::spawn(events).context("starting the worker thread")?;
         tokio::spawn(async move {
             while let Some(event) = inbox.recv().await {
-                if actions.send(Action::Worker { event, at: start.elapsed() }).is_err() {
+                if actions
+                    .send(Action::Worker {
+                        event,
+                        at: start.elapsed(),
+                    })
+                    .is_err()
+                {
                     break;
                 }
             }
         });
         let telemetry = crate::gpu::open(&setup.config.device());
-        let sampler = Sampler::spawn(telemetry, SamplerConfig::with_rate(setup.config.ui.telemetry_hz), None)
-            .map_err(|err| tracing::warn!("GPU sampler not started: {err}"))
-            .ok();
+        let sampler = Sampler::spawn(
+            telemetry,
+            SamplerConfig::with_rate(setup.config.ui.telemetry_hz),
+            None,
+        )
+        .map_err(|err| tracing::warn!("GPU sampler not started: {err}"))
+        .ok();
         Ok(Self {
             worker: Some(worker),
             sampler,
@@ -178,7 +203,10 @@ pub fn gpu_action(info: &crate::gpu::DeviceInfo, sample: &GpuSample) -> Action {
             power_limit_watts: sample.power_limit_watts,
         }),
         MemorySource::ProcessRss => Action::GpuUnavailable {
-            reason: info.unavailable_reason.clone().unwrap_or_else(|| info.name.clone()),
+            reason: info
+                .unavailable_reason
+                .clone()
+                .unwrap_or_else(|| info.name.clone()),
             process_rss_bytes: Some(sample.process_memory.unwrap_or(sample.memory_used)),
             memory_total_bytes: sample.memory_total,
         },
@@ -187,7 +215,11 @@ pub fn gpu_action(info: &crate::gpu::DeviceInfo, sample: &GpuSample) -> Action {
 
 /// Reads a session file; at startup a missing file is a new, empty session.
 pub fn load_session(path: &Path, startup: bool) -> anyhow::Result<LoadedSession> {
-    let session = if startup { Session::load_or_new(path) } else { Session::load(path) }?;
+    let session = if startup {
+        Session::load_or_new(path)
+    } else {
+        Session::load(path)
+    }?;
     Ok(persist::from_session(session, path.to_path_buf()))
 }
 
@@ -198,6 +230,9 @@ pub fn save_session(state: &AppState, path: &Path) -> anyhow::Result<()> {
 
 /// Seed for the app's seed generator: different each run.
 pub fn rng_seed() -> u64 {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
     nanos ^ (u64::from(std::process::id()) << 32)
 }

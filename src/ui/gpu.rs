@@ -99,13 +99,16 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, palette: &Palette) 
                 Span::styled("process memory ", dim),
                 Span::raw(gpu.process_rss_bytes.map_or("–".into(), bytes)),
                 Span::styled(
-                    gpu.memory_total_bytes.map_or(String::new(), |t| format!(" of {} RAM", bytes(t))),
+                    gpu.memory_total_bytes
+                        .map_or(String::new(), |t| format!(" of {} RAM", bytes(t))),
                     dim,
                 ),
             ])),
             third,
         );
-        let mut sparkline = Sparkline::default().data(&history).style(Style::default().fg(palette.sparkline));
+        let mut sparkline = Sparkline::default()
+            .data(&history)
+            .style(Style::default().fg(palette.sparkline));
         if let Some(total) = gpu.memory_total_bytes {
             sparkline = sparkline.max(total.max(1));
         }
