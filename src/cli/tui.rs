@@ -12,6 +12,7 @@ use anyhow::{bail, Context as _};
 use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
 use futures::StreamExt;
 use ratatui::layout::Rect;
+use ratatui_image::picker::cap_parser::QueryStdioOptions;
 use ratatui_image::picker::{Picker, ProtocolType};
 use ratatui_image::protocol::Protocol;
 use ratatui_image::{Image, Resize};
@@ -29,6 +30,8 @@ use super::tui_seams::{self as seams, Engine, Setup};
 /// How often the screen may redraw at most, and the clock/GPU tick.
 const FRAME: Duration = Duration::from_millis(33);
 const TICK: Duration = Duration::from_millis(250);
+/// How long to wait for the terminal to answer the graphics query.
+const QUERY_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Runs the dashboard until the user quits; errors are printed after the terminal is restored.
 pub fn run(args: ConfigArgs) -> ExitCode {
@@ -81,11 +84,21 @@ struct ImageOverlay {
 impl ImageOverlay {
     /// `None` when half blocks are enough (the pane draws those itself).
     fn new(choice: ProtocolChoice) -> Option<Self> {
+        // tmux swallows graphics queries unless passthrough is on, and a query that gets no
+        // answer costs its whole timeout (and eats keys typed meanwhile): in tmux, "auto"
+        // means half blocks; a protocol named in the config is still honoured.
+        if choice == ProtocolChoice::Auto && std::env::var_os("TMUX").is_some() {
+            tracing::info!("preview protocol: half blocks (inside tmux)");
+            return None;
+        }
         // Query after entering the alternate screen and before the event reader starts.
-        let queried = Picker::from_query_stdio();
-        let mut picker = match (&queried, choice) {
-            (Ok(picker), _) => picker.clone(),
-            (Err(err), _) => {
+        let options = QueryStdioOptions {
+            timeout: QUERY_TIMEOUT,
+            ..QueryStdioOptions::default()
+        };
+        let mut picker = match Picker::from_query_stdio_with_options(options) {
+            Ok(picker) => picker,
+            Err(err) => {
                 tracing::info!("terminal graphics query failed ({err}); using half blocks");
                 Picker::halfblocks()
             }
