@@ -14,7 +14,7 @@ use crate::app::persist;
 use crate::app::state::{GpuReading, LogLevel, Settings};
 use crate::app::{Action, AppState, LoadedSession};
 use crate::config::{Config, ConfigArgs, ConfigSources, ImageProtocol};
-use crate::gpu::{GpuSample, MemorySource, Sampler, SamplerConfig};
+use crate::gpu::{GpuSample, MemorySource, Sampler};
 use crate::session::Session;
 use crate::theme::Theme;
 use crate::ui::Palette;
@@ -154,13 +154,9 @@ impl Engine {
             }
         });
         let telemetry = crate::gpu::open(&setup.config.device());
-        let sampler = Sampler::spawn(
-            telemetry,
-            SamplerConfig::with_rate(setup.config.ui.telemetry_hz),
-            None,
-        )
-        .map_err(|err| tracing::warn!("GPU sampler not started: {err}"))
-        .ok();
+        let sampler = Sampler::spawn(telemetry, setup.config.sampler_config(), None)
+            .map_err(|err| tracing::warn!("GPU sampler not started: {err}"))
+            .ok();
         Ok(Self {
             worker: Some(worker),
             sampler,
