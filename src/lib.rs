@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod gpu;
 pub mod logging;
 pub mod model;
+pub mod output;
 pub mod session;
 pub mod terminal;
 pub mod theme;
