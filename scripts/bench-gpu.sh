@@ -96,7 +96,7 @@ if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
 else
     say "no wheels in $WHEELS: using the python3 environment as it is"
 fi
-python3 -c 'import torch, diffusers, transformers; print("torch", torch.__version__, "diffusers", diffusers.__version__, "transformers", transformers.__version__)' 2>&1 | tee -a "$LOG"
+timeout 120 python3 -c 'import torch, diffusers, transformers; print("torch", torch.__version__, "diffusers", diffusers.__version__, "transformers", transformers.__version__)' 2>&1 | tee -a "$LOG"
 
 run_part kernel_check 60 "$BIN/kernel_check"
 
