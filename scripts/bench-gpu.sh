@@ -18,7 +18,8 @@
 #   bench-gpu.log   everything printed
 #   parity.json     gpu_parity's report (with --parity)
 #   raw-reports.tar.gz  every raw report (zimage-tui report.json/md, diffusers JSON, logs)
-# Needs: DIR/{zimage-tui,kernel_check,gpu_parity} built with --features cudnn, the diffusers
+# Needs: DIR/{zimage-tui,kernel_check,gpu_parity} built with --features cudnn (or DIR.tar.xz
+# holding DIR/, unpacked when DIR is missing), the diffusers
 # wheels in --wheels (installed with pip --no-index into /tmp/site), python3 with torch.
 # Set COMMIT=... to name the commit the binaries were built from (else: from zimage-tui's report).
 # CPU smoke test of the script itself (tiny shapes, no GPU): BENCH_DEVICE=cpu BENCH_PRESET=demo
@@ -86,6 +87,10 @@ run_part() {
 say "bench-gpu.sh sizes=$SIZES steps=$STEPS compile=$COMPILE parity=$PARITY bench=$BENCH budget=${BUDGET}s"
 nvidia-smi 2>&1 | tee -a "$LOG"
 CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+# The device copy carries at most 64 MiB: the binaries may come packed as DIR.tar.xz.
+if [ ! -d "$BIN" ] && [ -f "$BIN.tar.xz" ]; then
+    say "unpacking $BIN.tar.xz"; tar -xJf "$BIN.tar.xz" -C "$(dirname "$BIN")" 2>&1 | tee -a "$LOG"
+fi
 for b in zimage-tui kernel_check gpu_parity; do
     [ -x "$BIN/$b" ] || { echo "missing executable $BIN/$b" | tee -a "$LOG"; }
 done
