@@ -1,0 +1,598 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::*;
+use crate::app::state::Settings;
+use crate::model::pipeline::ModelInfo;
+use crate::model::{RgbImage, StageTimings};
+use crate::worker::{JobId, JobOutput};
+
+fn info() -> ModelInfo {
+    ModelInfo {
+        label: "demo model (random weights)".into(),
+        random_weights: true,
+        dtype: "f32".into(),
+        device: "cpu".into(),
+        parameters: vec![],
+    }
+}
+
+fn at(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+fn worker(state: &mut AppState, event: Event, ms: u64) -> Vec<Effect> {
+    update(state, Action::Worker { event, at: at(ms) })
+}
+
+fn intent(state: &mut AppState, intent: Intent) -> Vec<Effect> {
+    update(state, Action::Intent(intent))
+}
+
+fn type_text(state: &mut AppState, text: &str) {
+    for c in text.chars() {
+        update(
+            state,
+            Action::TextKey(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)),
+        );
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        width: 256,
+        height: 256,
+        steps: 4,
+        output_dir: PathBuf::from("/out"),
+        output_prefix: "t".into(),
+        previews: true,
+    }
+}
+
+fn ready() -> AppState {
+    let mut s = AppState::new(settings(), 7);
+    worker(
+        &mut s,
+        Event::Loaded {
+            info: info(),
+            secs: 1.5,
+        },
+        1500,
+    );
+    s
+}
+
+/// Types a prompt and queues it; returns the effects of queueing.
+fn queue(state: &mut AppState, prompt: &str) -> Vec<Effect> {
+    intent(state, Intent::EditPrompt);
+    type_text(state, prompt);
+    intent(state, Intent::FinishInsert);
+    intent(state, Intent::QueueDraft)
+}
+
+fn submitted(effects: &[Effect]) -> Vec<&Job> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Worker(Command::Submit(job)) => Some(job),
+            _ => None,
+        })
+        .collect()
+}
+
+fn output(job: JobId) -> Box<JobOutput> {
+    let _ = job;
+    Box::new(JobOutput {
+        path: Some(PathBuf::from(format!("/out/{job}.png"))),
+        image: RgbImage {
+            width: 2,
+            height: 2,
+            pixels: vec![0; 12],
+        },
+        timings: StageTimings {
+            encode: Duration::from_millis(100),
+            steps: vec![Duration::from_millis(200); 4],
+            decode: Duration::from_millis(300),
+        },
+        peak_vram_bytes: Some(3 << 30),
+        warnings: vec![],
+    })
+}
+
+#[test]
+fn a_queued_prompt_is_submitted_with_its_settings_once_the_model_is_ready() {
+    let mut s = AppState::new(settings(), 7);
+    let effects = queue(&mut s, "a red fox");
+    assert!(submitted(&effects).is_empty(), "no model yet");
+    assert_eq!(s.queue.len(), 1);
+    assert_eq!(s.queue[0].status, JobStatus::Queued);
+    assert_eq!(
+        s.draft.prompt_text(),
+        "",
+        "the editor is cleared for the next prompt"
+    );
+    assert_eq!(s.draft.history, vec!["a red fox"]);
+
+    let effects = worker(
+        &mut s,
+        Event::Loaded {
+            info: info(),
+            secs: 1.0,
+        },
+        1000,
+    );
+    let jobs = submitted(&effects);
+    assert_eq!(jobs.len(), 1);
+    let job = jobs[0];
+    assert_eq!(job.request.prompt, "a red fox");
+    assert_eq!(
+        (job.request.width, job.request.height, job.request.steps),
+        (256, 256, 4)
+    );
+    let seed = s.queue[0].used_seed.expect("seed drawn at start");
+    assert_eq!(job.request.seed, seed);
+    assert_eq!(job.output, Some(PathBuf::from(format!("/out/t-001-{seed}.png"))));
+    assert_eq!(s.queue[0].status, JobStatus::Running { step: 0, total: 4 });
+    assert_eq!(s.running_job(), Some(1));
+}
+
+#[test]
+fn one_job_runs_at_a_time_and_the_next_starts_when_it_finishes() {
+    let mut s = ready();
+    assert_eq!(submitted(&queue(&mut s, "one")).len(), 1);
+    assert!(submitted(&queue(&mut s, "two")).is_empty());
+    worker(&mut s, Event::Started { job: 1 }, 2000);
+    worker(
+        &mut s,
+        Event::Stage {
+            job: 1,
+            stage: Stage::Encode,
+        },
+        2000,
+    );
+    worker(
+        &mut s,
+        Event::Stage {
+            job: 1,
+            stage: Stage::Denoise,
+        },
+        2100,
+    );
+    worker(
+        &mut s,
+        Event::Step {
+            job: 1,
+            step: 1,
+            total: 4,
+            secs: 0.25,
+        },
+        2350,
+    );
+    worker(
+        &mut s,
+        Event::Step {
+            job: 1,
+            step: 2,
+            total: 4,
+            secs: 0.25,
+        },
+        2600,
+    );
+    assert_eq!(s.queue[0].status, JobStatus::Running { step: 2, total: 4 });
+    let run = s.running.as_ref().unwrap();
+    assert_eq!(run.encode_secs, Some(0.1));
+    assert_eq!(run.iterations_per_sec(), Some(4.0));
+    assert_eq!(run.eta_secs(None), Some(0.5));
+    worker(
+        &mut s,
+        Event::Step {
+            job: 1,
+            step: 3,
+            total: 4,
+            secs: 0.25,
+        },
+        2850,
+    );
+    worker(
+        &mut s,
+        Event::Step {
+            job: 1,
+            step: 4,
+            total: 4,
+            secs: 0.25,
+        },
+        3100,
+    );
+    worker(
+        &mut s,
+        Event::Stage {
+            job: 1,
+            stage: Stage::Decode,
+        },
+        3100,
+    );
+    let effects = worker(
+        &mut s,
+        Event::Done {
+            job: 1,
+            output: output(1),
+        },
+        3500,
+    );
+    assert_eq!(s.queue[0].status, JobStatus::Done { secs: 1.5 });
+    assert_eq!(s.queue[0].output, Some(PathBuf::from("/out/1.png")));
+    assert_eq!(s.queue[0].peak_vram_bytes, Some(3 << 30));
+    let last = s.last_run.as_ref().unwrap();
+    assert!(
+        (last.save_secs.unwrap() - 0.1).abs() < 1e-9,
+        "{:?}",
+        last.save_secs
+    );
+    assert_eq!(
+        s.preview.as_ref().unwrap().step,
+        None,
+        "the finished image replaces the latent preview"
+    );
+    let jobs = submitted(&effects);
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].request.prompt, "two");
+}
+
+#[test]
+fn a_failed_job_shows_its_reason_and_the_queue_goes_on() {
+    let mut s = ready();
+    queue(&mut s, "one");
+    queue(&mut s, "two");
+    let effects = worker(
+        &mut s,
+        Event::Failed {
+            job: 1,
+            kind: FailureKind::OutOfMemory,
+            message: "out of memory: 2 GiB more needed".into(),
+        },
+        2000,
+    );
+    assert!(
+        matches!(&s.queue[0].status, JobStatus::Failed { kind: FailureKind::OutOfMemory, reason } if reason.contains("2 GiB"))
+    );
+    assert_eq!(submitted(&effects).len(), 1);
+    assert_eq!(s.running_job(), Some(2));
+}
+
+#[test]
+fn ctrl_c_cancels_the_running_job_first_then_quits() {
+    let mut s = ready();
+    queue(&mut s, "one");
+    queue(&mut s, "two");
+    let effects = intent(&mut s, Intent::Interrupt);
+    assert!(matches!(effects.as_slice(), [Effect::Worker(Command::Cancel(1))]));
+    assert!(!s.quitting);
+    assert!(s.paused, "the next job must not start by itself");
+    let effects = worker(
+        &mut s,
+        Event::Failed {
+            job: 1,
+            kind: FailureKind::Cancelled,
+            message: "cancelled".into(),
+        },
+        2000,
+    );
+    assert_eq!(s.queue[0].status, JobStatus::Cancelled);
+    assert!(submitted(&effects).is_empty());
+    intent(&mut s, Intent::Interrupt);
+    assert!(s.quitting);
+}
+
+#[test]
+fn a_second_ctrl_c_quits_even_if_the_cancel_is_still_pending() {
+    let mut s = ready();
+    queue(&mut s, "one");
+    intent(&mut s, Intent::Interrupt);
+    let effects = intent(&mut s, Intent::Interrupt);
+    assert!(effects.is_empty(), "cancel is sent once");
+    assert!(s.quitting);
+}
+
+#[test]
+fn q_asks_before_quitting_while_a_job_runs() {
+    let mut s = ready();
+    queue(&mut s, "one");
+    intent(&mut s, Intent::Quit);
+    assert_eq!(s.mode, Mode::ConfirmQuit);
+    assert!(!s.quitting);
+    intent(&mut s, Intent::ConfirmNo);
+    assert_eq!(s.mode, Mode::Normal);
+    intent(&mut s, Intent::Quit);
+    let effects = intent(&mut s, Intent::ConfirmYes);
+    assert!(matches!(effects.as_slice(), [Effect::Worker(Command::Cancel(1))]));
+    assert!(s.quitting);
+
+    let mut idle = ready();
+    intent(&mut idle, Intent::Quit);
+    assert!(idle.quitting);
+}
+
+fn prompts(s: &AppState) -> Vec<&str> {
+    s.queue.iter().map(|e| e.prompt.as_str()).collect()
+}
+
+#[test]
+fn queue_editing_moves_duplicates_deletes_and_reruns() {
+    let mut s = AppState::new(settings(), 7); // no model: nothing starts
+    for p in ["a", "b", "c"] {
+        queue(&mut s, p);
+    }
+    s.focus = Pane::Queue;
+    assert_eq!(s.selected, 2);
+    intent(&mut s, Intent::MoveJobUp);
+    assert_eq!(prompts(&s), ["a", "c", "b"]);
+    assert_eq!(s.selected, 1);
+    intent(&mut s, Intent::Top);
+    intent(&mut s, Intent::MoveJobUp); // already first: no change
+    assert_eq!(prompts(&s), ["a", "c", "b"]);
+    intent(&mut s, Intent::MoveJobDown);
+    assert_eq!(prompts(&s), ["c", "a", "b"]);
+    intent(&mut s, Intent::DuplicateJob);
+    assert_eq!(prompts(&s), ["c", "a", "a", "b"]);
+    assert_eq!(s.queue[2].id, 4);
+    assert_eq!(s.selected, 2);
+    intent(&mut s, Intent::DeleteJob);
+    assert_eq!(prompts(&s), ["c", "a", "b"]);
+    intent(&mut s, Intent::Bottom);
+    intent(&mut s, Intent::DeleteJob);
+    assert_eq!(prompts(&s), ["c", "a"]);
+    assert_eq!(s.selected, 1);
+    let before = s.revision;
+    intent(&mut s, Intent::RerunJob);
+    assert_eq!(prompts(&s), ["c", "a", "a"]);
+    assert!(matches!(s.queue[2].seed, SeedChoice::Fixed(_)));
+    assert!(s.revision > before, "changes trigger autosave");
+    intent(&mut s, Intent::CancelJob);
+    assert_eq!(s.queue[2].status, JobStatus::Cancelled);
+}
+
+#[test]
+fn the_running_job_cannot_be_deleted_but_can_be_cancelled() {
+    let mut s = ready();
+    queue(&mut s, "one");
+    s.focus = Pane::Queue;
+    intent(&mut s, Intent::DeleteJob);
+    assert_eq!(s.queue.len(), 1);
+    assert!(s.message.as_ref().unwrap().text.contains("c cancels"));
+    let effects = intent(&mut s, Intent::CancelJob);
+    assert!(matches!(effects.as_slice(), [Effect::Worker(Command::Cancel(1))]));
+}
+
+#[test]
+fn editing_a_queued_job_updates_it_and_editing_a_finished_one_makes_a_copy() {
+    let mut s = AppState::new(settings(), 7);
+    queue(&mut s, "first");
+    s.focus = Pane::Queue;
+    intent(&mut s, Intent::EditJob);
+    assert_eq!(s.mode, Mode::InsertPrompt);
+    assert_eq!(s.draft.prompt_text(), "first");
+    type_text(&mut s, " edited");
+    intent(&mut s, Intent::FinishInsert);
+    intent(&mut s, Intent::QueueDraft);
+    assert_eq!(prompts(&s), ["first edited"]);
+
+    s.queue[0].status = JobStatus::Done { secs: 1.0 };
+    s.focus = Pane::Queue;
+    intent(&mut s, Intent::EditJob);
+    intent(&mut s, Intent::FinishInsert);
+    intent(&mut s, Intent::QueueDraft);
+    assert_eq!(prompts(&s), ["first edited", "first edited"]);
+    assert_eq!(s.queue[1].status, JobStatus::Queued);
+}
+
+#[test]
+fn an_empty_prompt_is_refused_with_a_message() {
+    let mut s = ready();
+    intent(&mut s, Intent::QueueDraft);
+    assert!(s.queue.is_empty());
+    assert_eq!(s.message.as_ref().unwrap().level, LogLevel::Warn);
+}
+
+#[test]
+fn field_inputs_validate_and_keep_the_input_open_on_error() {
+    let mut s = ready();
+    s.focus = Pane::Editor;
+    intent(&mut s, Intent::Down); // Size
+    intent(&mut s, Intent::EditField);
+    assert_eq!(s.mode, Mode::LineInput(LineInputPurpose::Size));
+    assert_eq!(s.draft.line_text(), "256x256");
+    s.draft.line = new_line_input("1000x512");
+    intent(&mut s, Intent::SubmitLine);
+    assert_eq!(
+        s.mode,
+        Mode::LineInput(LineInputPurpose::Size),
+        "stays open to fix"
+    );
+    assert!(s.message.as_ref().unwrap().text.contains("multiple of 16"));
+    s.draft.line = new_line_input("1024x512");
+    intent(&mut s, Intent::SubmitLine);
+    assert_eq!(s.mode, Mode::Normal);
+    assert_eq!((s.draft.width, s.draft.height), (1024, 512));
+
+    intent(&mut s, Intent::Down); // Steps
+    intent(&mut s, Intent::Down); // Seed
+    intent(&mut s, Intent::EditField);
+    s.draft.line = new_line_input("1234");
+    intent(&mut s, Intent::SubmitLine);
+    assert_eq!(s.draft.seed, SeedChoice::Fixed(1234));
+}
+
+#[test]
+fn draft_shortcuts_change_steps_size_and_seed() {
+    let mut s = ready();
+    intent(&mut s, Intent::StepsUp);
+    assert_eq!(s.draft.steps, 5);
+    for _ in 0..10 {
+        intent(&mut s, Intent::StepsDown);
+    }
+    assert_eq!(s.draft.steps, 1);
+    intent(&mut s, Intent::NextSize); // 256² is the last preset: wraps to the first
+    assert_eq!((s.draft.width, s.draft.height), SIZE_PRESETS[0]);
+    intent(&mut s, Intent::ToggleSeed);
+    assert!(matches!(s.draft.seed, SeedChoice::Fixed(_)));
+    intent(&mut s, Intent::ToggleSeed);
+    assert_eq!(s.draft.seed, SeedChoice::Random);
+}
+
+#[test]
+fn paste_in_normal_mode_starts_typing_and_keeps_wide_text() {
+    let mut s = ready();
+    s.focus = Pane::Queue;
+    update(&mut s, Action::Paste("一只猫\r\n在窗台上".into()));
+    assert_eq!(s.mode, Mode::InsertPrompt);
+    assert_eq!(s.focus, Pane::Editor);
+    assert_eq!(s.draft.prompt_text(), "一只猫\n在窗台上");
+}
+
+#[test]
+fn saving_and_loading_go_through_a_path_input() {
+    let mut s = ready();
+    intent(&mut s, Intent::SaveSession);
+    assert_eq!(s.mode, Mode::LineInput(LineInputPurpose::SaveSession));
+    s.draft.line = new_line_input("/tmp/x.toml");
+    let effects = intent(&mut s, Intent::SubmitLine);
+    assert!(matches!(effects.as_slice(), [Effect::SaveSession(p)] if p == &PathBuf::from("/tmp/x.toml")));
+    update(&mut s, Action::SessionSaved(Ok(PathBuf::from("/tmp/x.toml"))));
+    assert_eq!(s.session_path, Some(PathBuf::from("/tmp/x.toml")));
+}
+
+#[test]
+fn a_loaded_session_replaces_the_queue_and_requeues_interrupted_jobs() {
+    let mut s = AppState::new(settings(), 7);
+    let job = |id, status| QueueEntry {
+        id,
+        prompt: format!("p{id}"),
+        width: 256,
+        height: 256,
+        steps: 4,
+        seed: SeedChoice::Fixed(1),
+        used_seed: Some(1),
+        status,
+        output: None,
+        timings: None,
+        peak_vram_bytes: None,
+    };
+    let session = LoadedSession {
+        path: PathBuf::from("/s.toml"),
+        jobs: vec![
+            job(3, JobStatus::Done { secs: 2.0 }),
+            job(9, JobStatus::Running { step: 2, total: 4 }),
+        ],
+        prompt_history: vec!["older".into()],
+    };
+    update(&mut s, Action::SessionLoaded(Ok(session)));
+    assert_eq!(s.queue[1].status, JobStatus::Queued);
+    assert_eq!(s.next_id, 10);
+    assert_eq!(s.session_path, Some(PathBuf::from("/s.toml")));
+    assert!(s.draft.history.contains(&"older".to_string()));
+
+    update(&mut s, Action::SessionLoaded(Err("newer version".into())));
+    assert_eq!(s.queue.len(), 2, "a refused file changes nothing");
+    assert_eq!(s.message.as_ref().unwrap().level, LogLevel::Error);
+}
+
+#[test]
+fn a_job_with_invalid_settings_fails_at_start_and_the_next_runs() {
+    let mut s = AppState::new(settings(), 7);
+    queue(&mut s, "bad");
+    queue(&mut s, "good");
+    s.queue[0].width = 1000;
+    let effects = worker(
+        &mut s,
+        Event::Loaded {
+            info: info(),
+            secs: 1.0,
+        },
+        1000,
+    );
+    assert!(matches!(
+        &s.queue[0].status,
+        JobStatus::Failed {
+            kind: FailureKind::BadInput,
+            ..
+        }
+    ));
+    assert_eq!(submitted(&effects)[0].request.prompt, "good");
+}
+
+#[test]
+fn model_load_failure_is_kept_for_the_error_screen() {
+    let mut s = AppState::new(settings(), 7);
+    worker(
+        &mut s,
+        Event::Loading {
+            part: "transformer".into(),
+            done: 1,
+            total: 3,
+        },
+        10,
+    );
+    assert!(matches!(&s.model, ModelStatus::Loading { part, .. } if part == "transformer"));
+    worker(
+        &mut s,
+        Event::LoadFailed {
+            message: "no such dir".into(),
+        },
+        20,
+    );
+    assert!(matches!(&s.model, ModelStatus::Failed { message } if message == "no such dir"));
+    queue(&mut s, "x");
+    assert!(s.running.is_none());
+}
+
+#[test]
+fn random_seeds_are_reproducible_from_the_generator_seed() {
+    let mut a = AppState::new(settings(), 42);
+    let mut b = AppState::new(settings(), 42);
+    let seeds: Vec<u64> = (0..3).map(|_| a.next_random_seed()).collect();
+    assert_eq!(seeds, (0..3).map(|_| b.next_random_seed()).collect::<Vec<_>>());
+    assert!(seeds[0] != seeds[1] && seeds.iter().all(|s| *s <= i64::MAX as u64));
+}
+
+#[test]
+fn gpu_history_is_bounded() {
+    let mut s = ready();
+    for i in 0..(GPU_HISTORY + 10) {
+        update(
+            &mut s,
+            Action::Gpu(GpuReading {
+                used_bytes: i as u64,
+                total_bytes: 100,
+                ..Default::default()
+            }),
+        );
+    }
+    assert_eq!(s.gpu.history.len(), GPU_HISTORY);
+    assert_eq!(s.gpu.history.back(), Some(&((GPU_HISTORY + 9) as u64)));
+    update(
+        &mut s,
+        Action::GpuUnavailable {
+            reason: "NVML not found".into(),
+            process_rss_bytes: Some(5),
+        },
+    );
+    assert!(s.gpu.reading.is_none());
+    assert_eq!(s.gpu.unavailable.as_deref(), Some("NVML not found"));
+}
+
+#[test]
+fn log_scrolls_up_from_the_bottom_and_is_bounded() {
+    let mut s = ready();
+    for i in 0..(crate::app::state::LOG_LINES + 5) {
+        s.push_log(LogLevel::Info, format!("line {i}"));
+    }
+    assert_eq!(s.log.len(), crate::app::state::LOG_LINES);
+    s.focus = Pane::Log;
+    intent(&mut s, Intent::Up);
+    intent(&mut s, Intent::Up);
+    assert_eq!(s.log_scroll, 2);
+    intent(&mut s, Intent::Bottom);
+    assert_eq!(s.log_scroll, 0);
+}

@@ -1,0 +1,170 @@
+//! The `fetch` and `models` commands end to end: the real binary against the fake hub, with the
+//! environment variables users set.
+
+mod fetch_support;
+
+use std::process::Command;
+
+use fetch_support::*;
+
+fn zimage() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_zimage-tui"));
+    // Only what each test sets: no real caches, no real endpoint, no real token.
+    for var in [
+        "HF_HOME",
+        "HF_HUB_CACHE",
+        "HF_ENDPOINT",
+        "HF_TOKEN",
+        "MODELSCOPE_CACHE",
+        "ZIMAGE_MODEL",
+        "XDG_CACHE_HOME",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+#[test]
+fn fetch_then_models_verify_finds_a_bad_file() {
+    let files = fake_checkpoint();
+    let hub = FakeHub::start(files.clone());
+    hub.with(|s| s.token = Some("hf_cli".into()));
+    let home = tempfile::tempdir().unwrap();
+
+    let output = zimage()
+        .args(["fetch", "--retries", "2"])
+        .env("HOME", home.path())
+        .env("HF_HOME", home.path().join("hf"))
+        .env("HF_ENDPOINT", hub.url())
+        .env("HF_TOKEN", "hf_cli")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let snapshot = home.path().join(format!(
+        "hf/hub/models--Tongyi-MAI--Z-Image-Turbo/snapshots/{COMMIT}"
+    ));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        snapshot.display().to_string()
+    );
+    assert_checkpoint_files(&snapshot, &files);
+    assert!(hub
+        .log()
+        .iter()
+        .all(|l| l.authorization.as_deref() == Some("Bearer hf_cli")));
+
+    // `models` finds it in the HF cache, complete and default, with its dtypes.
+    let models = |extra: &[&str]| {
+        zimage()
+            .arg("models")
+            .args(extra)
+            .env("HOME", home.path())
+            .env("HF_HOME", home.path().join("hf"))
+            .output()
+            .unwrap()
+    };
+    let output = models(&[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    assert!(
+        stdout.contains("huggingface cache") && stdout.contains("[default]") && stdout.contains("complete"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("F32"), "{stdout}");
+
+    let output = models(&["--verify"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+
+    // Corrupt one blob in place: same size, different bytes.
+    let blob = snapshot
+        .join("vae/diffusion_pytorch_model.safetensors")
+        .canonicalize()
+        .unwrap();
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&blob, bytes).unwrap();
+    let output = models(&["--verify", "--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let bad = json[0]["verify"]["first_bad"].as_str().unwrap();
+    assert!(bad.contains("vae/diffusion_pytorch_model.safetensors"), "{bad}");
+}
+
+#[test]
+fn refused_connection_and_bad_arguments_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = zimage()
+        .args([
+            "fetch",
+            "--retries",
+            "1",
+            "--endpoint",
+            &format!("http://127.0.0.1:{}", closed_port()),
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("error: cannot reach http://127.0.0.1:"),
+        "{stderr}"
+    );
+
+    let output = zimage().args(["fetch", "--source", "gitlab"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let output = zimage()
+        .args(["models", "--model"])
+        .arg(dir.path().join("nope"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a directory"));
+}
+
+#[test]
+fn models_convert_writes_a_cache_that_is_then_listed() {
+    let files = fake_checkpoint();
+    let hub = FakeHub::start(files);
+    let dir = tempfile::tempdir().unwrap();
+    let status = zimage()
+        .args(["fetch", "--endpoint", &hub.url(), "--dir"])
+        .arg(dir.path())
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let output = zimage()
+        .args(["models", "--convert", "bf16", "--json", "--model"])
+        .arg(dir.path())
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let components = json[0]["components"].as_array().unwrap();
+    for name in ["text_encoder", "transformer", "vae"] {
+        let component = components.iter().find(|c| c["name"] == name).unwrap();
+        assert_eq!(component["converted"], "bf16", "{name}");
+    }
+    assert!(dir
+        .path()
+        .join(".zimage-cache/transformer-bf16/provenance.json")
+        .is_file());
+    assert!(json[0]["complete"].as_bool().unwrap());
+}

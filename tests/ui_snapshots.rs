@@ -1,0 +1,380 @@
+//! The main screens rendered into ratatui's TestBackend at 80×24 and 160×48, compared with insta
+//! snapshots (tests/snapshots/). States are built through the reducer with fixed times and seeds,
+//! so the screens are deterministic. Review changes with `cargo insta review` (or delete the
+//! .snap file and rerun to accept).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+use zimage_tui::app::state::{GpuReading, Settings};
+use zimage_tui::app::{update, Action, AppState, Intent};
+use zimage_tui::model::pipeline::ModelInfo;
+use zimage_tui::model::{RgbImage, Stage, StageTimings};
+use zimage_tui::ui::{draw, Palette};
+use zimage_tui::worker::{Event, FailureKind, JobOutput};
+
+fn draw_into(state: &AppState, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
+    terminal
+        .draw(|frame| {
+            draw(frame, state, &Palette::default());
+        })
+        .expect("draw");
+    terminal
+}
+
+fn render(state: &AppState, width: u16, height: u16) -> String {
+    draw_into(state, width, height).backend().to_string()
+}
+
+fn settings() -> Settings {
+    Settings {
+        width: 512,
+        height: 512,
+        steps: 8,
+        output_dir: PathBuf::from("out"),
+        output_prefix: "snap".into(),
+        previews: true,
+    }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn act(state: &mut AppState, action: Action) {
+    update(state, action);
+}
+
+fn worker(state: &mut AppState, event: Event, at_ms: u64) {
+    act(state, Action::Worker { event, at: ms(at_ms) });
+}
+
+fn intent(state: &mut AppState, intent: Intent) {
+    act(state, Action::Intent(intent));
+}
+
+fn type_text(state: &mut AppState, text: &str) {
+    for c in text.chars() {
+        let key = if c == '\n' {
+            KeyCode::Enter
+        } else {
+            KeyCode::Char(c)
+        };
+        act(state, Action::TextKey(KeyEvent::new(key, KeyModifiers::NONE)));
+    }
+}
+
+fn queue(state: &mut AppState, prompt: &str) {
+    intent(state, Intent::EditPrompt);
+    type_text(state, prompt);
+    intent(state, Intent::FinishInsert);
+    intent(state, Intent::QueueDraft);
+}
+
+fn demo_info() -> ModelInfo {
+    ModelInfo {
+        label: "demo model (random weights)".into(),
+        random_weights: true,
+        dtype: "f32".into(),
+        device: "cpu".into(),
+        parameters: vec![],
+    }
+}
+
+fn gradient(width: u32, height: u32) -> RgbImage {
+    let mut pixels = Vec::with_capacity((width * height * 3) as usize);
+    for y in 0..height {
+        for x in 0..width {
+            pixels.extend([
+                (x * 255 / width.max(1)) as u8,
+                (y * 255 / height.max(1)) as u8,
+                128,
+            ]);
+        }
+    }
+    RgbImage {
+        width,
+        height,
+        pixels,
+    }
+}
+
+fn timings() -> StageTimings {
+    StageTimings {
+        encode: ms(120),
+        steps: vec![ms(250); 8],
+        decode: ms(400),
+    }
+}
+
+fn fresh() -> AppState {
+    AppState::new(settings(), 1234)
+}
+
+/// A session in full swing: one job done, one failed, one cancelled, one running at step 3/8,
+/// two queued; GPU telemetry present.
+fn busy() -> AppState {
+    let mut s = fresh();
+    s.session_path = Some(PathBuf::from("/home/me/.local/share/zimage-tui/session.toml"));
+    worker(
+        &mut s,
+        Event::Loading {
+            part: "transformer".into(),
+            done: 2,
+            total: 3,
+        },
+        100,
+    );
+    worker(
+        &mut s,
+        Event::Loaded {
+            info: demo_info(),
+            secs: 1.25,
+        },
+        1250,
+    );
+    queue(&mut s, "a red fox in fresh snow, morning light");
+    queue(&mut s, "一只猫坐在窗台上，晚霞，水彩");
+    queue(&mut s, "cancelled one");
+    queue(&mut s, "a lighthouse in a storm\nsecond line of the prompt");
+    queue(&mut s, "queued: a bowl of ramen, top view");
+    queue(&mut s, "queued: mountains at dusk");
+    // job 1 runs and finishes
+    worker(&mut s, Event::Started { job: 1 }, 2000);
+    worker(
+        &mut s,
+        Event::Stage {
+            job: 1,
+            stage: Stage::Encode,
+        },
+        2000,
+    );
+    worker(
+        &mut s,
+        Event::Stage {
+            job: 1,
+            stage: Stage::Denoise,
+        },
+        2120,
+    );
+    worker(
+        &mut s,
+        Event::Stage {
+            job: 1,
+            stage: Stage::Decode,
+        },
+        4120,
+    );
+    let output = JobOutput {
+        path: Some(PathBuf::from("out/snap-001-42.png")),
+        image: gradient(64, 64),
+        timings: timings(),
+        peak_vram_bytes: None,
+        warnings: vec![],
+    };
+    worker(
+        &mut s,
+        Event::Done {
+            job: 1,
+            output: Box::new(output),
+        },
+        4600,
+    );
+    // job 2 fails
+    worker(&mut s, Event::Started { job: 2 }, 4700);
+    worker(
+        &mut s,
+        Event::Failed {
+            job: 2,
+            kind: FailureKind::OutOfMemory,
+            message: "out of memory: CUDA_ERROR_OUT_OF_MEMORY".into(),
+        },
+        4800,
+    );
+    // job 3 cancelled while running
+    worker(&mut s, Event::Started { job: 3 }, 4900);
+    worker(
+        &mut s,
+        Event::Failed {
+            job: 3,
+            kind: FailureKind::Cancelled,
+            message: "cancelled".into(),
+        },
+        5000,
+    );
+    // job 4 running, step 3 of 8
+    worker(&mut s, Event::Started { job: 4 }, 5100);
+    worker(
+        &mut s,
+        Event::Stage {
+            job: 4,
+            stage: Stage::Encode,
+        },
+        5100,
+    );
+    worker(
+        &mut s,
+        Event::Stage {
+            job: 4,
+            stage: Stage::Denoise,
+        },
+        5220,
+    );
+    for step in 1..=3 {
+        worker(
+            &mut s,
+            Event::Step {
+                job: 4,
+                step,
+                total: 8,
+                secs: 0.25,
+            },
+            5220 + 250 * step as u64,
+        );
+    }
+    worker(
+        &mut s,
+        Event::Preview {
+            job: 4,
+            step: 3,
+            image: gradient(32, 32),
+        },
+        5970,
+    );
+    for i in 0..40u64 {
+        act(
+            &mut s,
+            Action::Gpu(GpuReading {
+                name: "NVIDIA H100 80GB HBM3".into(),
+                used_bytes: (20 + i) << 30,
+                total_bytes: 80 << 30,
+                utilization_percent: Some(97),
+                temperature_c: Some(61),
+                power_watts: Some(512.0),
+                power_limit_watts: Some(700.0),
+            }),
+        );
+    }
+    act(&mut s, Action::Tick { at: ms(6000) });
+    s.focus = zimage_tui::app::state::Pane::Queue;
+    s
+}
+
+/// Idle after a finished job, on a machine without NVML.
+fn finished_no_gpu() -> AppState {
+    let mut s = fresh();
+    worker(
+        &mut s,
+        Event::Loaded {
+            info: demo_info(),
+            secs: 0.5,
+        },
+        500,
+    );
+    queue(&mut s, "a red fox in fresh snow");
+    worker(&mut s, Event::Started { job: 1 }, 600);
+    worker(
+        &mut s,
+        Event::Stage {
+            job: 1,
+            stage: Stage::Decode,
+        },
+        2600,
+    );
+    let output = JobOutput {
+        path: Some(PathBuf::from("out/snap-001-7.png")),
+        image: gradient(48, 32),
+        timings: timings(),
+        peak_vram_bytes: Some(512 << 20),
+        warnings: vec![],
+    };
+    worker(
+        &mut s,
+        Event::Done {
+            job: 1,
+            output: Box::new(output),
+        },
+        3100,
+    );
+    for i in 0..30u64 {
+        act(
+            &mut s,
+            Action::GpuUnavailable {
+                reason: "NVML not available (no NVIDIA driver)".into(),
+                process_rss_bytes: Some((300 + i * 5) << 20),
+            },
+        );
+    }
+    s
+}
+
+macro_rules! screens {
+    ($($name:ident: $state:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            let state = $state;
+            insta::assert_snapshot!(concat!(stringify!($name), "_80x24"), render(&state, 80, 24));
+            insta::assert_snapshot!(concat!(stringify!($name), "_160x48"), render(&state, 160, 48));
+        }
+    )*};
+}
+
+screens! {
+    startup_loading: fresh();
+    busy_queue: busy();
+    finished_without_gpu_telemetry: finished_no_gpu();
+    typing_a_wide_prompt: {
+        let mut s = fresh();
+        worker(&mut s, Event::Loaded { info: demo_info(), secs: 0.5 }, 500);
+        intent(&mut s, Intent::EditPrompt);
+        type_text(&mut s, "一只猫坐在窗台上，晚霞，水彩。A cat on a windowsill at sunset, watercolour, soft light\nsecond line");
+        s
+    };
+    help_overlay: {
+        let mut s = busy();
+        intent(&mut s, Intent::ToggleHelp);
+        s
+    };
+    confirm_quit: {
+        let mut s = busy();
+        intent(&mut s, Intent::Quit);
+        s
+    };
+    model_failed: {
+        let mut s = fresh();
+        queue(&mut s, "waiting for a model");
+        worker(&mut s, Event::LoadFailed { message: "/models/z: transformer/config.json is missing".into() }, 300);
+        s
+    };
+    editing_size_field: {
+        let mut s = fresh();
+        worker(&mut s, Event::Loaded { info: demo_info(), secs: 0.5 }, 500);
+        intent(&mut s, Intent::Down);
+        intent(&mut s, Intent::EditField);
+        s
+    };
+}
+
+#[test]
+fn too_small_terminals_show_a_notice() {
+    let state = busy();
+    insta::assert_snapshot!("too_small_60x20", render(&state, 60, 20));
+    // Degenerate sizes must not panic.
+    for (w, h) in [(0, 0), (1, 1), (10, 3), (79, 24), (80, 23), (200, 5)] {
+        draw_into(&state, w, h);
+    }
+}
+
+#[test]
+fn every_size_from_the_minimum_up_renders_without_panicking() {
+    let state = busy();
+    for w in (80..=200).step_by(7) {
+        for h in (24..=60).step_by(5) {
+            render(&state, w, h);
+        }
+    }
+}
