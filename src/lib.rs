@@ -10,6 +10,7 @@ pub mod config;
 pub mod fetch;
 pub mod gpu;
 pub mod model;
+pub mod output;
 pub mod session;
 pub mod theme;
 pub mod ui;

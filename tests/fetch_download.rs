@@ -101,6 +101,11 @@ fn downloads_into_the_huggingface_cache_layout() {
         "{events:?}"
     );
 
+    // The hub's redirects were followed: LFS files to the CDN, small files to resolve-cache.
+    let log = hub.log();
+    assert!(log.iter().any(|l| l.path.starts_with("/cdn/")));
+    assert!(log.iter().any(|l| l.path.starts_with("/api/resolve-cache/")));
+
     // A second run downloads nothing.
     let before = hub.log().len();
     let (again, events) = run(&hf_options(&hub), &client(None), &env);

@@ -173,6 +173,7 @@ fn busy() -> AppState {
         path: Some(PathBuf::from("out/snap-001-42.png")),
         image: gradient(64, 64),
         timings: timings(),
+        save: std::time::Duration::ZERO,
         peak_vram_bytes: None,
         warnings: vec![],
     };
@@ -289,6 +290,7 @@ fn finished_no_gpu() -> AppState {
         path: Some(PathBuf::from("out/snap-001-7.png")),
         image: gradient(48, 32),
         timings: timings(),
+        save: std::time::Duration::ZERO,
         peak_vram_bytes: Some(512 << 20),
         warnings: vec![],
     };

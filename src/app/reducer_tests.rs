@@ -96,6 +96,7 @@ fn output(job: JobId) -> Box<JobOutput> {
             steps: vec![Duration::from_millis(200); 4],
             decode: Duration::from_millis(300),
         },
+        save: Duration::from_millis(10),
         peak_vram_bytes: Some(3 << 30),
         warnings: vec![],
     })

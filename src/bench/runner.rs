@@ -420,6 +420,7 @@ mod tests {
                                     steps: vec![step; r.steps],
                                     decode: Duration::from_millis(3),
                                 },
+                                save: Duration::ZERO,
                                 peak_vram_bytes: None,
                                 warnings: vec![],
                             }),

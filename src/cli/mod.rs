@@ -1,7 +1,9 @@
 //! Command line: no subcommand starts the dashboard; `gen`, `bench`, `models`, `fetch` are
-//! headless. Each subcommand's arguments live in its own file, owned with its feature.
+//! headless. Each subcommand's arguments and code live in its own file, owned with its feature;
+//! this file only dispatches (one line per subcommand).
 
 pub mod fetch;
+pub mod gen;
 pub mod models;
 
 use std::process::ExitCode;
@@ -22,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Commands {
     /// Generate one image headlessly.
-    Gen,
+    Gen(gen::GenArgs),
     /// List Z-Image-Turbo checkpoints found; verify them; write the bf16 fast-load cache.
     Models(models::ModelsArgs),
     /// Download the checkpoint (resumable, verified) from Hugging Face or ModelScope.
@@ -31,8 +33,17 @@ pub enum Commands {
 
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Some(Commands::Gen(args)) => gen::run(args),
         Some(Commands::Models(args)) => models::run(args),
         Some(Commands::Fetch(args)) => fetch::run(args),
-        _ => ExitCode::SUCCESS,
+        None => {
+            eprintln!("the dashboard is not available in this build yet; try `zimage-tui gen --prompt TEXT`");
+            ExitCode::from(2)
+        }
     }
 }
+
+/// Exit code for usage errors and invalid requests (as clap uses).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code for failures at run time (model load, I/O, out of memory).
+pub const EXIT_FAILURE: u8 = 1;

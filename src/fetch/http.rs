@@ -76,6 +76,9 @@ impl HttpClient {
     pub fn new(token: Option<String>, retry: RetryPolicy) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // The hub redirects small files within itself (auth needed there, as for gated
+            // repos) and LFS files to a CDN with a signed URL (no token may leak there).
+            .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
             .timeout_connect(Some(Duration::from_secs(20)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
             .timeout_per_read(Some(Duration::from_secs(60)))

@@ -5,6 +5,7 @@ pub mod demo;
 pub mod error;
 pub mod loader;
 pub mod pipeline;
+pub mod preview;
 pub mod scheduler;
 pub mod text_encoder;
 pub mod tokenizer;

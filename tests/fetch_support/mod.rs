@@ -94,13 +94,16 @@ impl FakeHub {
         self.with(|s| s.log.clone())
     }
 
-    /// Requests for one repository file (either hub's URL form).
+    /// Requests that were served one repository file's content (either hub's URL form; HF
+    /// `resolve` redirects are not counted, their targets are).
     pub fn file_requests(&self, file: &str) -> Vec<Logged> {
         let encoded = file.replace('/', "%2F");
         self.log()
             .into_iter()
+            .filter(|l| !l.path.contains("/resolve/"))
             .filter(|l| {
-                l.path.ends_with(&format!("/{file}")) || l.path.ends_with(&format!("FilePath={encoded}"))
+                let path = l.path.split('?').next().unwrap_or_default();
+                path.ends_with(&format!("/{file}")) || l.path.ends_with(&format!("FilePath={encoded}"))
             })
             .collect()
     }
@@ -198,7 +201,8 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         range: headers.get("range").cloned(),
         authorization: headers.get("authorization").cloned(),
     });
-    if let Some(token) = &st.token {
+    // The CDN's signed URLs need no token (and must not receive one).
+    if let Some(token) = st.token.as_ref().filter(|_| !path.starts_with("/cdn/")) {
         if headers.get("authorization") != Some(&format!("Bearer {token}")) {
             drop(st);
             return respond(
@@ -263,8 +267,27 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         drop(st);
         return respond(&mut stream, "200 OK", &h, &body);
     }
-    let file = if let Some(rest) = path.strip_prefix(&format!("/{REPO}/resolve/")) {
+    // Like huggingface.co: `resolve` redirects LFS files to a CDN (signed URL) and small files
+    // to `api/resolve-cache` on the same host.
+    if let Some(rest) = path.strip_prefix(&format!("/{REPO}/resolve/")) {
+        let Some((_, file)) = rest.split_once('/') else {
+            drop(st);
+            return respond(&mut stream, "404 Not Found", &[], b"Entry not found");
+        };
+        let file = percent_decode(file);
+        let location = if is_lfs(&file) {
+            let sha = st.files.get(&file).map(|d| sha256_hex(d)).unwrap_or_default();
+            format!("/cdn/{sha}/{file}?X-Amz-Signature=abc")
+        } else {
+            format!("/api/resolve-cache/models/{REPO}/{COMMIT}/{file}")
+        };
+        drop(st);
+        return respond(&mut stream, "302 Found", &[("Location".into(), location)], b"");
+    }
+    let file = if let Some(rest) = path.strip_prefix("/cdn/") {
         rest.split_once('/').map(|(_, f)| percent_decode(f))
+    } else if let Some(rest) = path.strip_prefix(&format!("/api/resolve-cache/models/{REPO}/{COMMIT}/")) {
+        Some(percent_decode(rest))
     } else if path == format!("/api/v1/models/{REPO}/repo") {
         query_param(query, "FilePath")
     } else {
