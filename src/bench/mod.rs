@@ -5,6 +5,7 @@
 //! The runner drives the worker through the same `Command`/`Event` channels as the dashboard and
 //! `gen`, so what is measured is the engine users run.
 
+pub mod channels;
 pub mod estimate;
 pub mod markdown;
 pub mod meter;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use crate::model::GenerationRequest;
 
+pub use channels::WorkerChannels;
 pub use record::{JobRecord, MemoryReading, Outcome};
 pub use report::Report;
 pub use runner::{MemoryMeter, Observer, Runner, Silent, WorkerPort};

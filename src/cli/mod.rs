@@ -2,6 +2,7 @@
 //! headless. Each subcommand's arguments and code live in its own file, owned with its feature;
 //! this file only dispatches (one line per subcommand).
 
+pub mod bench;
 pub mod fetch;
 pub mod gen;
 pub mod models;
@@ -29,6 +30,8 @@ pub enum Commands {
     Models(models::ModelsArgs),
     /// Download the checkpoint (resumable, verified) from Hugging Face or ModelScope.
     Fetch(fetch::FetchArgs),
+    /// Timed runs, resolution sweep and soak; writes report.md and report.json.
+    Bench(bench::BenchArgs),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -36,6 +39,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Commands::Gen(args)) => gen::run(args),
         Some(Commands::Models(args)) => models::run(args),
         Some(Commands::Fetch(args)) => fetch::run(args),
+        Some(Commands::Bench(args)) => bench::run(args),
         None => {
             eprintln!("the dashboard is not available in this build yet; try `zimage-tui gen --prompt TEXT`");
             ExitCode::from(2)
