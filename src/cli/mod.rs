@@ -18,6 +18,9 @@ use clap::{Parser, Subcommand};
     about = "Z-Image-Turbo text-to-image: terminal dashboard and headless tools"
 )]
 pub struct Cli {
+    // Config layering flags (`--config`, `--theme`, `--set KEY=VALUE`, ...): see src/config.rs.
+    #[command(flatten)]
+    pub config: crate::config::ConfigArgs,
     #[command(subcommand)]
     pub command: Option<Commands>,
 }
