@@ -217,6 +217,7 @@ pub fn git_commit() -> Option<String> {
 /// Now, RFC 3339 in UTC.
 pub fn now_utc() -> String {
     let now = time::OffsetDateTime::now_utc();
+    let now = now.replace_nanosecond(0).unwrap_or(now);
     now.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| now.to_string())
 }
