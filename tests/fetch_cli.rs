@@ -168,3 +168,60 @@ fn models_convert_writes_a_cache_that_is_then_listed() {
         .is_file());
     assert!(json[0]["complete"].as_bool().unwrap());
 }
+
+/// Ctrl-C during a transfer: the command stops with 130, nothing half-written under a final name,
+/// and the same command run again completes.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_keeps_partial_files_and_the_rerun_completes() {
+    const SHARD: &str = "transformer/diffusion_pytorch_model-00001-of-00002.safetensors";
+    let files = fake_checkpoint();
+    let hub = FakeHub::start(files.clone());
+    hub.with(|s| {
+        s.stall_once.insert(SHARD.to_string(), 4000);
+        s.stall = std::time::Duration::from_secs(2);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let fetch = || {
+        let mut command = zimage();
+        command
+            .args(["fetch", "--endpoint", &hub.url(), "--dir"])
+            .arg(dir.path())
+            .env("HOME", dir.path());
+        command
+    };
+    let child = fetch()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let part = dir.path().join(format!("{SHARD}.part"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !part.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the shard download never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(part.exists(), "the partial file is kept");
+    assert!(!dir.path().join(SHARD).exists());
+
+    let output = fetch().output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_checkpoint_files(dir.path(), &files);
+    assert!(!part.exists());
+}

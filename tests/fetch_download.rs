@@ -383,3 +383,85 @@ fn verify_finds_a_bad_file() {
         report.problems
     );
 }
+
+#[test]
+fn cancelling_keeps_the_partial_file_and_a_rerun_resumes() {
+    let files = fake_checkpoint();
+    let hub = FakeHub::start(files.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let options = plain_options(&hub, dir.path());
+    let client = client(None);
+    let cancel = client.cancel_flag();
+    // Cancel as soon as the shard's first bytes are on disk (what Ctrl-C does in the CLI).
+    let result = fetch(&options, &client, &no_env, &mut |event| {
+        if let FetchEvent::Transfer {
+            path,
+            event: TransferEvent::Progress { done, .. },
+        } = event
+        {
+            if path == SHARD && done > 0 {
+                cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    assert!(matches!(result, Err(FetchError::Cancelled)), "{result:?}");
+    assert!(
+        !dir.path().join(SHARD).exists(),
+        "never a partial file under the final name"
+    );
+    let part = dir.path().join(format!("{SHARD}.part"));
+    let kept = std::fs::metadata(&part).expect("partial file kept").len();
+    assert!(kept > 0);
+
+    let (result, _) = run(&options, &self::client(None), &no_env);
+    result.unwrap();
+    assert_checkpoint_files(dir.path(), &files);
+    let requests = hub.file_requests(SHARD);
+    if kept < files[SHARD].len() as u64 {
+        assert_eq!(requests.last().unwrap().range, Some(format!("bytes={kept}-")));
+    } else {
+        assert_eq!(
+            requests.len(),
+            1,
+            "a complete partial file is verified, not fetched again"
+        );
+    }
+}
+
+#[test]
+fn a_fetch_job_reports_on_a_channel() {
+    use zimage_tui::fetch::job::{FetchJob, FetchJobEvent};
+    let files = fake_checkpoint();
+    let hub = FakeHub::start(files.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let job = FetchJob::spawn_with(
+        plain_options(&hub, dir.path()),
+        std::sync::Arc::new(no_env),
+        quick_retries(),
+    );
+    let mut done = 0;
+    let summary = loop {
+        match job
+            .events
+            .recv_timeout(Duration::from_secs(30))
+            .expect("job events")
+        {
+            FetchJobEvent::Progress(FetchEvent::FileDone { .. }) => done += 1,
+            FetchJobEvent::Progress(_) => {}
+            FetchJobEvent::Finished(result) => break result.unwrap(),
+        }
+    };
+    job.join();
+    assert_eq!((done, summary.fetched), (11, 11));
+    assert_checkpoint_files(dir.path(), &files);
+
+    // A job against a dead address ends with a clear error, not silence.
+    let mut options = plain_options(&hub, dir.path());
+    options.endpoint = Some(format!("http://127.0.0.1:{}", closed_port()));
+    let job = FetchJob::spawn_with(options, std::sync::Arc::new(no_env), quick_retries());
+    let last = job.events.iter().last().expect("a final event");
+    assert!(
+        matches!(last, FetchJobEvent::Finished(Err(FetchError::Unreachable { .. }))),
+        "{last:?}"
+    );
+}

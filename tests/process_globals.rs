@@ -58,3 +58,29 @@ fn panic_hook_restores_first_then_runs_the_previous_hook() {
     );
     let _ = std::panic::take_hook();
 }
+
+/// The CPU per-job peak is exact: memory allocated and freed between two samples still counts.
+/// (Here, not in the library's tests: resetting the high-water mark is process-wide.)
+#[test]
+fn process_high_water_mark_catches_memory_freed_between_samples() {
+    use zimage_tui::gpu::{ProcessTelemetry, Telemetry};
+    let mut telemetry = ProcessTelemetry::new("test");
+    telemetry.job_started();
+    let before = telemetry.sample().expect("sample");
+    let Some(start_mark) = before.memory_high_water else {
+        // Only where the kernel refuses the reset (no /proc/self/clear_refs): nothing to check.
+        assert!(std::fs::write("/proc/self/clear_refs", "5").is_err());
+        return;
+    };
+    assert!(start_mark >= before.memory_used);
+    let chunk = vec![1u8; 96 << 20]; // written, so resident
+    std::hint::black_box(&chunk);
+    drop(chunk);
+    let after = telemetry.sample().expect("sample");
+    let mark = after.memory_high_water.expect("high-water mark");
+    assert!(
+        mark >= before.memory_used + (90 << 20),
+        "mark {mark}, before {}",
+        before.memory_used
+    );
+}

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::fetch::env::{process_env, REPO_ID};
-use crate::fetch::{self, FetchEvent, FetchOptions, HttpClient, RetryPolicy, Source, TransferEvent};
+use crate::fetch::{
+    self, FetchError, FetchEvent, FetchOptions, HttpClient, RetryPolicy, Source, TransferEvent,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SourceArg {
@@ -61,6 +63,7 @@ pub fn run(args: FetchArgs) -> ExitCode {
         ..RetryPolicy::default()
     };
     let client = HttpClient::new(options.token(env), retry);
+    stop_on_ctrl_c(&client);
     let hub = options.hub(env);
     eprintln!(
         "fetching {} ({}) from {}",
@@ -162,9 +165,28 @@ pub fn run(args: FetchArgs) -> ExitCode {
             println!("{}", summary.model_dir.display());
             ExitCode::SUCCESS
         }
+        Err(FetchError::Cancelled) => {
+            eprintln!("interrupted: partial files are kept; run the same command again to resume");
+            ExitCode::from(130)
+        }
         Err(err) => {
             eprintln!("error: {err}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// First Ctrl-C: finish the current chunk, keep the partial file, exit. A second one: exit now
+/// (the partial file is still safe: it only ever holds received bytes, checked on resume).
+fn stop_on_ctrl_c(client: &HttpClient) {
+    let flag = client.cancel_flag();
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let registered = signal_hook::flag::register_conditional_shutdown(signal, 130, flag.clone())
+            .and_then(|_| signal_hook::flag::register(signal, flag.clone()));
+        if let Err(err) = registered {
+            tracing::warn!(
+                "cannot handle signal {signal}: {err}; interrupting will still keep partial files"
+            );
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod inspect;
+pub mod job;
 pub mod layout;
 pub mod manifest;
 pub mod verify;

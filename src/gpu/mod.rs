@@ -78,6 +78,9 @@ pub struct GpuSample {
     /// This process's memory: its device memory per NVML (None when the driver does not list it,
     /// e.g. inside a container's PID namespace), or its RSS without GPU telemetry.
     pub process_memory: Option<u64>,
+    /// The highest `memory_used` since the last [`Telemetry::job_started`], as the OS tracked it
+    /// between samples (process RSS high-water mark); `None` where there is no such counter.
+    pub memory_high_water: Option<u64>,
 }
 
 /// A reading failed; the sampler logs it and keeps polling.
@@ -95,6 +98,8 @@ pub enum TelemetryError {
 pub trait Telemetry: Send {
     fn info(&self) -> &DeviceInfo;
     fn sample(&mut self) -> Result<GpuSample, TelemetryError>;
+    /// A peak window opened: restart any high-water counter (see `GpuSample::memory_high_water`).
+    fn job_started(&mut self) {}
 }
 
 /// The telemetry for a device string from the config: "cpu" → process memory; "cuda" /
@@ -155,6 +160,8 @@ mod tests {
         assert_eq!(sample.process_memory, Some(sample.memory_used));
         assert!(sample.memory_total.unwrap_or(0) > sample.memory_used);
         assert_eq!(sample.utilization_percent, None);
+        // No high-water mark before a job reset it: it would cover the whole process lifetime.
+        assert_eq!(sample.memory_high_water, None);
     }
 
     #[test]

@@ -106,6 +106,8 @@ impl Telemetry for NvmlTelemetry {
             power_watts: device.power_usage().ok().map(milliwatts),
             power_limit_watts: device.enforced_power_limit().ok().map(milliwatts),
             process_memory,
+            // NVML has no device high-water counter; the sampler's job rate has to catch peaks.
+            memory_high_water: None,
         })
     }
 }

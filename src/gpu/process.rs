@@ -1,5 +1,7 @@
 //! No GPU telemetry: report this process's resident memory (Linux `/proc`) against the machine's
-//! RAM, so CPU runs still show a memory gauge and a per-job peak.
+//! RAM, so CPU runs still show a memory gauge and a per-job peak. The per-job peak is exact: at
+//! job start the kernel's RSS high-water mark is reset (`/proc/self/clear_refs` = 5) and each
+//! sample reports `VmHWM`, so allocations freed between two samples still count.
 
 use std::time::Instant;
 
@@ -8,6 +10,8 @@ use super::{DeviceInfo, GpuSample, MemorySource, Telemetry, TelemetryError};
 pub struct ProcessTelemetry {
     info: DeviceInfo,
     ram_total: Option<u64>,
+    /// The high-water mark was reset at the last job start, so VmHWM is that job's peak.
+    high_water_reset: bool,
 }
 
 impl ProcessTelemetry {
@@ -22,7 +26,11 @@ impl ProcessTelemetry {
             source: MemorySource::ProcessRss,
             unavailable_reason: Some(reason.to_string()),
         };
-        Self { info, ram_total }
+        Self {
+            info,
+            ram_total,
+            high_water_reset: false,
+        }
     }
 }
 
@@ -45,7 +53,16 @@ impl Telemetry for ProcessTelemetry {
             power_watts: None,
             power_limit_watts: None,
             process_memory: Some(rss),
+            memory_high_water: if self.high_water_reset {
+                kib_field(&status, "VmHWM:")
+            } else {
+                None
+            },
         })
+    }
+
+    fn job_started(&mut self) {
+        self.high_water_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     }
 }
 

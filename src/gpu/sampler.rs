@@ -64,6 +64,9 @@ pub struct PeakMemory {
     pub peak_used: u64,
     /// `memory_used` of the window's first sample (what was in use before the job allocated).
     pub baseline_used: u64,
+    /// `memory_used` of the window's latest sample (in use after the job, once finished);
+    /// free after the job = `memory_total - last_used`.
+    pub last_used: u64,
     /// The device's (or machine's) total memory.
     pub memory_total: Option<u64>,
     /// Highest `process_memory` in the window, where the device reports it.
@@ -73,19 +76,25 @@ pub struct PeakMemory {
 }
 
 impl PeakMemory {
-    fn first(source: MemorySource, sample: &GpuSample) -> Self {
+    /// `high_water`: the sample's high-water mark, when it was reset for this window.
+    fn first(source: MemorySource, sample: &GpuSample, high_water: Option<u64>) -> Self {
         Self {
             source,
-            peak_used: sample.memory_used,
+            peak_used: sample.memory_used.max(high_water.unwrap_or(0)),
             baseline_used: sample.memory_used,
+            last_used: sample.memory_used,
             memory_total: sample.memory_total,
             peak_process: sample.process_memory,
             samples: 1,
         }
     }
 
-    fn add(&mut self, sample: &GpuSample) {
-        self.peak_used = self.peak_used.max(sample.memory_used);
+    fn add(&mut self, sample: &GpuSample, high_water: Option<u64>) {
+        self.peak_used = self
+            .peak_used
+            .max(sample.memory_used)
+            .max(high_water.unwrap_or(0));
+        self.last_used = sample.memory_used;
         self.peak_process = match (self.peak_process, sample.process_memory) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -95,7 +104,8 @@ impl PeakMemory {
     }
 }
 
-type PeakSlot = Mutex<Option<PeakMemory>>;
+/// (the window's job generation, its peak so far).
+type PeakSlot = Mutex<(u64, Option<PeakMemory>)>;
 
 struct State {
     latest: Option<GpuSample>,
@@ -105,6 +115,11 @@ struct State {
     windows: Vec<Weak<PeakSlot>>,
     config: SamplerConfig,
     last_error: Option<String>,
+    /// Incremented by each new window.
+    job_generation: u64,
+    /// The generation the telemetry's high-water counter was last reset for (by the thread,
+    /// before sampling): a sample's high-water mark belongs to windows up to this generation.
+    reset_generation: u64,
     wake: bool,
     stop: bool,
 }
@@ -144,12 +159,18 @@ impl Shared {
             }
         }
         let source = self.info.source;
+        let reset_generation = state.reset_generation;
         state.windows.retain(|window| match window.upgrade() {
             Some(slot) => {
-                let mut peak = slot.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut guard = slot.lock().unwrap_or_else(PoisonError::into_inner);
+                let (generation, peak) = &mut *guard;
+                // A high-water mark from before this window's reset may hold an earlier job's peak.
+                let high_water = sample
+                    .memory_high_water
+                    .filter(|_| reset_generation >= *generation);
                 match peak.as_mut() {
-                    Some(peak) => peak.add(&sample),
-                    None => *peak = Some(PeakMemory::first(source, &sample)),
+                    Some(peak) => peak.add(&sample, high_water),
+                    None => *peak = Some(PeakMemory::first(source, &sample, high_water)),
                 }
                 true
             }
@@ -194,6 +215,8 @@ impl Sampler {
             windows: Vec::new(),
             config,
             last_error: None,
+            job_generation: 0,
+            reset_generation: 0,
             wake: false,
             stop: false,
         };
@@ -275,6 +298,14 @@ impl Drop for Sampler {
 fn run(telemetry: &mut dyn Telemetry, shared: &Shared, mut events: Option<UnboundedSender<GpuSample>>) {
     loop {
         let started = Instant::now();
+        let pending_reset = {
+            let state = shared.lock();
+            (state.job_generation > state.reset_generation).then_some(state.job_generation)
+        };
+        if let Some(generation) = pending_reset {
+            telemetry.job_started();
+            shared.lock().reset_generation = generation;
+        }
         match telemetry.sample() {
             Ok(sample) => {
                 shared.record(sample.clone());
@@ -327,8 +358,13 @@ impl PeakTracker {
     /// Starts a window at job start: samples immediately (the baseline), then at the job rate
     /// until the window is finished or dropped. Windows are independent; several may be open.
     pub fn start(&self) -> PeakWindow {
-        let slot = Arc::new(Mutex::new(None));
-        self.shared.lock().windows.push(Arc::downgrade(&slot));
+        let slot = {
+            let mut state = self.shared.lock();
+            state.job_generation += 1;
+            let slot = Arc::new(Mutex::new((state.job_generation, None)));
+            state.windows.push(Arc::downgrade(&slot));
+            slot
+        };
         self.shared.wake();
         PeakWindow { slot }
     }
@@ -342,7 +378,7 @@ pub struct PeakWindow {
 impl PeakWindow {
     /// The peak so far; `None` before the first sample.
     pub fn current(&self) -> Option<PeakMemory> {
-        *self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner).1
     }
 
     /// Closes the window (the sampler returns to the dashboard rate) and returns its peak;
@@ -376,6 +412,7 @@ mod tests {
             power_watts: Some(300.0),
             power_limit_watts: Some(700.0),
             process_memory: Some(memory_used / 2),
+            memory_high_water: None,
         }
     }
 
@@ -388,6 +425,8 @@ mod tests {
             windows: Vec::new(),
             config,
             last_error: None,
+            job_generation: 0,
+            reset_generation: 0,
             wake: false,
             stop: false,
         };
@@ -460,6 +499,7 @@ mod tests {
             (first.baseline_used, first.peak_used, first.samples),
             (100, 900, 3)
         );
+        assert_eq!(first.last_used, 300);
         assert_eq!(first.peak_process, Some(450));
         assert_eq!(first.memory_total, Some(1000));
         assert_eq!(first.source, MemorySource::DeviceVram);
@@ -472,6 +512,26 @@ mod tests {
         // Finished windows are forgotten by the sampler at the next sample.
         shared.record(sample(100));
         assert!(shared.lock().windows.is_empty());
+    }
+
+    #[test]
+    fn high_water_marks_count_only_after_the_windows_reset() {
+        let (shared, tracker) = shared(SamplerConfig::default());
+        let window = tracker.start();
+        let with_high_water = |used, high| GpuSample {
+            memory_high_water: Some(high),
+            ..sample(used)
+        };
+        // Taken before the thread reset the counter: the mark may be an earlier job's peak.
+        shared.record(with_high_water(100, 5000));
+        assert_eq!(window.current().map(|p| p.peak_used), Some(100));
+        shared.lock().reset_generation = 1;
+        shared.record(with_high_water(120, 700));
+        let peak = window.finish().expect("peak");
+        assert_eq!(
+            (peak.baseline_used, peak.peak_used, peak.last_used),
+            (100, 700, 120)
+        );
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub struct State {
     pub files: BTreeMap<String, Vec<u8>>,
     /// Files whose next transfer stops after this many body bytes (then the connection closes).
     pub cut_once: HashMap<String, usize>,
+    /// Files whose next transfer pauses after this many body bytes for `stall` (then goes on).
+    pub stall_once: HashMap<String, usize>,
+    pub stall: std::time::Duration,
     /// Files served with one byte flipped, always.
     pub corrupt: Vec<String>,
     /// Files whose next transfer is served with one byte flipped.
@@ -315,6 +318,7 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         st.corrupt_once.remove(i);
     }
     let cut = st.cut_once.remove(&file);
+    let stall = st.stall_once.remove(&file).map(|n| (n, st.stall));
     drop(st);
 
     let start = headers
@@ -345,21 +349,38 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     headers_out.push(("ETag".into(), format!("\"{}\"", sha256_hex(&data))));
     match cut {
         Some(n) if n < body.len() => {
-            let mut head = format!(
-                "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n",
-                body.len()
-            );
-            for (k, v) in &headers_out {
-                head.push_str(&format!("{k}: {v}\r\n"));
-            }
-            head.push_str("\r\n");
-            stream.write_all(head.as_bytes())?;
+            write_head(&mut stream, status, body.len(), &headers_out)?;
             stream.write_all(&body[..n])?;
             stream.flush()?;
             stream.shutdown(std::net::Shutdown::Both)
         }
-        _ => respond(&mut stream, status, &headers_out, &body),
+        _ => match stall {
+            Some((n, pause)) if n < body.len() => {
+                write_head(&mut stream, status, body.len(), &headers_out)?;
+                stream.write_all(&body[..n])?;
+                stream.flush()?;
+                std::thread::sleep(pause);
+                stream.write_all(&body[n..])?;
+                stream.flush()
+            }
+            _ => respond(&mut stream, status, &headers_out, &body),
+        },
     }
+}
+
+/// Status line and headers announcing `len` body bytes (the body may then be cut or paused).
+fn write_head(
+    stream: &mut TcpStream,
+    status: &str,
+    len: usize,
+    headers: &[(String, String)],
+) -> std::io::Result<()> {
+    let mut head = format!("HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {len}\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so tests need no RNG crate.
