@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use candle_core::{DType, Device, Tensor};
 use tokio::sync::mpsc::unbounded_channel;
 
-use zimage_tui::bench::meter::ProcessRssMeter;
 use zimage_tui::bench::{
     self, BenchPlan, Outcome, Report, Runner, RunsPlan, Silent, SoakPlan, SweepPlan, WorkerChannels,
 };
@@ -113,7 +112,7 @@ fn run(plan: &BenchPlan) -> (Report, Harness) {
     let (tx, rx) = unbounded_channel();
     let handle = worker::spawn_with(config, tx).expect("worker starts");
     let mut port = WorkerChannels::new(handle, rx);
-    let mut meter = ProcessRssMeter::new();
+    let mut meter = bench::meter::open("cpu").expect("sampler thread");
     let mut silent = Silent;
     let mut runner = Runner::new(&mut port, &mut meter, &mut silent);
     runner

@@ -200,10 +200,10 @@ pub fn run(args: BenchArgs) -> ExitCode {
 fn run_plan(args: &BenchArgs, plan: &BenchPlan) -> anyhow::Result<()> {
     let options = args.load_options();
     let mut worker = WorkerChannels::spawn()?;
-    let mut meter = crate::bench::meter::open(&options.device);
+    let mut meter = crate::bench::meter::open(&options.device).context("starting the memory sampler")?;
     let mut bars = Bars::new();
     let report = {
-        let mut runner = Runner::new(&mut worker, meter.as_mut(), &mut bars);
+        let mut runner = Runner::new(&mut worker, &mut meter, &mut bars);
         runner
             .load(args.model_spec(), options)
             .context("loading the model")?;
