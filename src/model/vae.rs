@@ -1,1 +1,765 @@
-//! (placeholder, to be written)
+//! The AutoencoderKL decoder (diffusers' `autoencoders/vae.py` `Decoder`) and the pipeline's
+//! latents → RGB8 step: `latents / scaling_factor + shift_factor` → decoder → `[-1, 1]` →
+//! `round((x/2 + 0.5).clamp(0, 1) · 255)` (numpy's round: half to even).
+//!
+//! Tiled decoding keeps memory bounded at large sizes. Unlike diffusers' `tiled_decode` (which runs
+//! the whole decoder per tile), the cheap low-resolution part — `conv_in` and the mid block with its
+//! global attention — runs once on the full latent, so attention and the first norms see the whole
+//! image; only the up blocks (where the memory goes) run per tile, and tiles are cross-faded over
+//! their overlap with linear weights.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
+
+use super::pipeline::LatentDecoder;
+use super::{ModelError, Result, RgbImage};
+
+mod norm;
+mod tiling;
+
+use norm::{CoreRegion, GroupNorm, NormContext, StatsRecorder};
+use tiling::{tile_spans, weight_sums};
+
+/// `vae/config.json` (the decoder's part).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct VaeConfig {
+    pub out_channels: usize,
+    pub latent_channels: usize,
+    pub block_out_channels: Vec<usize>,
+    pub layers_per_block: usize,
+    pub norm_num_groups: usize,
+    pub mid_block_add_attention: bool,
+    pub use_post_quant_conv: bool,
+    pub scaling_factor: f64,
+    pub shift_factor: f64,
+}
+
+/// The file's shape; defaults are diffusers' `AutoencoderKL.__init__` defaults.
+#[derive(serde::Deserialize)]
+struct RawVaeConfig {
+    #[serde(default = "default_three")]
+    out_channels: usize,
+    #[serde(default = "default_four")]
+    latent_channels: usize,
+    block_out_channels: Vec<usize>,
+    #[serde(default = "default_one")]
+    layers_per_block: usize,
+    #[serde(default = "default_groups")]
+    norm_num_groups: usize,
+    #[serde(default = "default_true")]
+    mid_block_add_attention: bool,
+    #[serde(default = "default_true")]
+    use_post_quant_conv: bool,
+    #[serde(default = "default_scaling")]
+    scaling_factor: f64,
+    shift_factor: Option<f64>,
+    act_fn: Option<String>,
+    up_block_types: Option<Vec<String>>,
+}
+
+fn default_three() -> usize {
+    3
+}
+fn default_four() -> usize {
+    4
+}
+fn default_one() -> usize {
+    1
+}
+fn default_groups() -> usize {
+    32
+}
+fn default_true() -> bool {
+    true
+}
+fn default_scaling() -> f64 {
+    0.18215
+}
+
+impl VaeConfig {
+    /// The 16-channel Flux-style VAE of Z-Image-Turbo.
+    pub fn z_image() -> Self {
+        Self {
+            out_channels: 3,
+            latent_channels: 16,
+            block_out_channels: vec![128, 256, 512, 512],
+            layers_per_block: 2,
+            norm_num_groups: 32,
+            mid_block_add_attention: true,
+            use_post_quant_conv: false,
+            scaling_factor: 0.3611,
+            shift_factor: 0.1159,
+        }
+    }
+
+    /// Same structure (4 levels, factor 8, mid attention, channel-changing resnets), tiny widths.
+    pub fn tiny() -> Self {
+        Self {
+            out_channels: 3,
+            latent_channels: 16,
+            block_out_channels: vec![16, 32, 32, 32],
+            layers_per_block: 1,
+            norm_num_groups: 8,
+            mid_block_add_attention: true,
+            use_post_quant_conv: false,
+            scaling_factor: 0.3611,
+            shift_factor: 0.1159,
+        }
+    }
+
+    pub fn from_json(text: &str, source: &Path) -> Result<Self> {
+        let raw: RawVaeConfig = serde_json::from_str(text)
+            .map_err(|err| ModelError::load(source, format!("not an AutoencoderKL config: {err}")))?;
+        let bad = |problem: String| ModelError::load(source, problem);
+        if let Some(act) = raw.act_fn.as_deref() {
+            if act != "silu" {
+                return Err(bad(format!(
+                    "act_fn {act:?} is not supported (expected \"silu\")"
+                )));
+            }
+        }
+        if let Some(kinds) = &raw.up_block_types {
+            if let Some(other) = kinds.iter().find(|k| k.as_str() != "UpDecoderBlock2D") {
+                return Err(bad(format!(
+                    "up block {other:?} is not supported (expected UpDecoderBlock2D)"
+                )));
+            }
+            if kinds.len() != raw.block_out_channels.len() {
+                return Err(bad(
+                    "up_block_types and block_out_channels differ in length".into()
+                ));
+            }
+        }
+        if raw.block_out_channels.is_empty() {
+            return Err(bad("block_out_channels is empty".into()));
+        }
+        let groups = raw.norm_num_groups;
+        if groups == 0 || raw.block_out_channels.iter().any(|c| c % groups != 0) {
+            return Err(bad(format!(
+                "norm_num_groups {groups} does not divide every block_out_channels entry"
+            )));
+        }
+        if raw.scaling_factor == 0.0 {
+            return Err(bad("scaling_factor is 0".into()));
+        }
+        Ok(Self {
+            out_channels: raw.out_channels,
+            latent_channels: raw.latent_channels,
+            block_out_channels: raw.block_out_channels,
+            layers_per_block: raw.layers_per_block,
+            norm_num_groups: groups,
+            mid_block_add_attention: raw.mid_block_add_attention,
+            use_post_quant_conv: raw.use_post_quant_conv,
+            scaling_factor: raw.scaling_factor,
+            shift_factor: raw.shift_factor.unwrap_or(0.0),
+        })
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| ModelError::load(path, format!("cannot read: {err}")))?;
+        Self::from_json(&text, path)
+    }
+
+    /// Image pixels per latent pixel (8 for Z-Image).
+    pub fn scale_factor(&self) -> usize {
+        1 << (self.block_out_channels.len() - 1)
+    }
+}
+
+const NORM_EPS: f64 = 1e-6;
+
+fn conv3x3(cin: usize, cout: usize, vb: VarBuilder) -> candle_core::Result<Conv2d> {
+    candle_nn::conv2d(
+        cin,
+        cout,
+        3,
+        Conv2dConfig {
+            padding: 1,
+            ..Default::default()
+        },
+        vb,
+    )
+}
+
+struct ResnetBlock {
+    norm1: GroupNorm,
+    conv1: Conv2d,
+    norm2: GroupNorm,
+    conv2: Conv2d,
+    conv_shortcut: Option<Conv2d>,
+}
+
+impl ResnetBlock {
+    fn new(cin: usize, cout: usize, groups: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        let conv_shortcut = if cin != cout {
+            Some(candle_nn::conv2d(
+                cin,
+                cout,
+                1,
+                Conv2dConfig::default(),
+                vb.pp("conv_shortcut"),
+            )?)
+        } else {
+            None
+        };
+        Ok(Self {
+            norm1: GroupNorm::new(groups, cin, NORM_EPS, vb.pp("norm1"))?,
+            conv1: conv3x3(cin, cout, vb.pp("conv1"))?,
+            norm2: GroupNorm::new(groups, cout, NORM_EPS, vb.pp("norm2"))?,
+            conv2: conv3x3(cout, cout, vb.pp("conv2"))?,
+            conv_shortcut,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, norms: &mut NormContext) -> candle_core::Result<Tensor> {
+        let h = candle_nn::ops::silu(&self.norm1.forward(xs, norms)?)?;
+        let h = self.conv1.forward(&h)?;
+        let h = candle_nn::ops::silu(&self.norm2.forward(&h, norms)?)?;
+        let h = self.conv2.forward(&h)?;
+        match &self.conv_shortcut {
+            Some(conv) => conv.forward(xs)? + h,
+            None => xs + h,
+        }
+    }
+}
+
+/// Single-head self-attention over all pixels (diffusers' deprecated-attn-block `Attention`).
+struct SpatialAttention {
+    group_norm: GroupNorm,
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Linear,
+}
+
+/// Bytes of f32 scores one attention chunk may hold; bounds memory at large sizes.
+const ATTENTION_CHUNK_BYTES: usize = 256 << 20;
+
+impl SpatialAttention {
+    fn new(channels: usize, groups: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            group_norm: GroupNorm::new(groups, channels, NORM_EPS, vb.pp("group_norm"))?,
+            to_q: candle_nn::linear(channels, channels, vb.pp("to_q"))?,
+            to_k: candle_nn::linear(channels, channels, vb.pp("to_k"))?,
+            to_v: candle_nn::linear(channels, channels, vb.pp("to_v"))?,
+            to_out: candle_nn::linear(channels, channels, vb.pp("to_out.0"))?,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, norms: &mut NormContext) -> candle_core::Result<Tensor> {
+        let (b, c, h, w) = xs.dims4()?;
+        let pixels = h * w;
+        let seq = self
+            .group_norm
+            .forward(xs, norms)?
+            .reshape((b, c, pixels))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let q = self.to_q.forward(&seq)?;
+        let k_t = self.to_k.forward(&seq)?.t()?.contiguous()?;
+        let v = self.to_v.forward(&seq)?;
+        let scale = 1.0 / (c as f64).sqrt();
+        // Queries in chunks so the score matrix is never whole (16384² at 1024², 65536² at 2048²).
+        let rows_per_chunk = (ATTENTION_CHUNK_BYTES / (4 * pixels * b)).clamp(1, pixels);
+        let mut chunks = Vec::with_capacity(pixels.div_ceil(rows_per_chunk));
+        for start in (0..pixels).step_by(rows_per_chunk) {
+            let len = rows_per_chunk.min(pixels - start);
+            let scores = (q.narrow(1, start, len)?.matmul(&k_t)? * scale)?;
+            let probs =
+                candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
+            chunks.push(probs.matmul(&v)?);
+        }
+        let attended = if chunks.len() == 1 {
+            chunks.remove(0)
+        } else {
+            Tensor::cat(&chunks, 1)?
+        };
+        let out = self
+            .to_out
+            .forward(&attended)?
+            .transpose(1, 2)?
+            .reshape((b, c, h, w))?;
+        xs + out
+    }
+}
+
+struct MidBlock {
+    resnet_in: ResnetBlock,
+    attention: Option<SpatialAttention>,
+    resnet_out: ResnetBlock,
+}
+
+impl MidBlock {
+    fn new(channels: usize, groups: usize, attention: bool, vb: VarBuilder) -> candle_core::Result<Self> {
+        let attention = if attention {
+            Some(SpatialAttention::new(channels, groups, vb.pp("attentions.0"))?)
+        } else {
+            None
+        };
+        Ok(Self {
+            resnet_in: ResnetBlock::new(channels, channels, groups, vb.pp("resnets.0"))?,
+            attention,
+            resnet_out: ResnetBlock::new(channels, channels, groups, vb.pp("resnets.1"))?,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, norms: &mut NormContext) -> candle_core::Result<Tensor> {
+        let mut xs = self.resnet_in.forward(xs, norms)?;
+        if let Some(attention) = &self.attention {
+            xs = attention.forward(&xs, norms)?;
+        }
+        self.resnet_out.forward(&xs, norms)
+    }
+}
+
+struct UpBlock {
+    resnets: Vec<ResnetBlock>,
+    upsample_conv: Option<Conv2d>,
+}
+
+impl UpBlock {
+    fn forward(&self, xs: &Tensor, norms: &mut NormContext) -> candle_core::Result<Tensor> {
+        let mut xs = xs.clone();
+        for resnet in &self.resnets {
+            xs = resnet.forward(&xs, norms)?;
+        }
+        if let Some(conv) = &self.upsample_conv {
+            let (_, _, h, w) = xs.dims4()?;
+            xs = conv.forward(&xs.upsample_nearest2d(2 * h, 2 * w)?)?;
+        }
+        Ok(xs)
+    }
+}
+
+struct Decoder {
+    conv_in: Conv2d,
+    mid_block: MidBlock,
+    up_blocks: Vec<UpBlock>,
+    conv_norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+impl Decoder {
+    fn new(cfg: &VaeConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        let groups = cfg.norm_num_groups;
+        let top = *cfg.block_out_channels.last().unwrap_or(&cfg.latent_channels);
+        let reversed: Vec<usize> = cfg.block_out_channels.iter().rev().copied().collect();
+        let mut up_blocks = Vec::with_capacity(reversed.len());
+        let mut prev = top;
+        for (i, &out) in reversed.iter().enumerate() {
+            let vb = vb.pp(format!("up_blocks.{i}"));
+            let resnets = (0..=cfg.layers_per_block)
+                .map(|j| {
+                    ResnetBlock::new(
+                        if j == 0 { prev } else { out },
+                        out,
+                        groups,
+                        vb.pp(format!("resnets.{j}")),
+                    )
+                })
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let upsample_conv = if i + 1 < reversed.len() {
+                Some(conv3x3(out, out, vb.pp("upsamplers.0.conv"))?)
+            } else {
+                None
+            };
+            up_blocks.push(UpBlock {
+                resnets,
+                upsample_conv,
+            });
+            prev = out;
+        }
+        let bottom = cfg.block_out_channels[0];
+        Ok(Self {
+            conv_in: conv3x3(cfg.latent_channels, top, vb.pp("conv_in"))?,
+            mid_block: MidBlock::new(top, groups, cfg.mid_block_add_attention, vb.pp("mid_block"))?,
+            up_blocks,
+            conv_norm_out: GroupNorm::new(groups, bottom, NORM_EPS, vb.pp("conv_norm_out"))?,
+            conv_out: conv3x3(bottom, cfg.out_channels, vb.pp("conv_out"))?,
+        })
+    }
+
+    /// conv_in + mid block: the latent-resolution part.
+    fn low_res(&self, z: &Tensor) -> candle_core::Result<Tensor> {
+        self.mid_block
+            .forward(&self.conv_in.forward(z)?, &mut NormContext::local())
+    }
+
+    /// Up blocks + output head: latent-resolution features → image.
+    fn high_res(&self, xs: &Tensor, norms: &mut NormContext) -> candle_core::Result<Tensor> {
+        let mut xs = xs.clone();
+        for block in &self.up_blocks {
+            xs = block.forward(&xs, norms)?;
+        }
+        let xs = candle_nn::ops::silu(&self.conv_norm_out.forward(&xs, norms)?)?;
+        self.conv_out.forward(&xs)
+    }
+}
+
+/// Tile geometry for tiled decoding, in latent pixels (×8 for image pixels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TileOptions {
+    /// Side of one tile (the last tile of a row/column may be placed to end at the border).
+    pub tile: usize,
+    /// Minimum overlap between neighbouring tiles, cross-faded linearly.
+    pub overlap: usize,
+    /// Passes over all tiles that first estimate whole-image GroupNorm statistics (each costs
+    /// about one more decode). 0 = per-tile statistics, as diffusers' tiled decode.
+    pub stats_passes: usize,
+}
+
+impl Default for TileOptions {
+    /// 512-px tiles with 128-px overlap, one statistics pass.
+    fn default() -> Self {
+        Self {
+            tile: 64,
+            overlap: 16,
+            stats_passes: 1,
+        }
+    }
+}
+
+/// How `VaeDecoder::decode` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum DecodeMode {
+    /// One pass over the whole latent, as diffusers does by default.
+    Full,
+    /// Always tiled.
+    Tiled(TileOptions),
+    /// Tiled when a latent side exceeds `above` latent pixels, else full.
+    Auto { above: usize, tiles: TileOptions },
+}
+
+impl Default for DecodeMode {
+    /// Full up to 1024 px per side, tiled above.
+    fn default() -> Self {
+        Self::Auto {
+            above: 128,
+            tiles: TileOptions::default(),
+        }
+    }
+}
+
+/// The VAE decoder with the pipeline's scaling; runs in the dtype of its weights.
+pub struct VaeDecoder {
+    decoder: Decoder,
+    post_quant_conv: Option<Conv2d>,
+    cfg: VaeConfig,
+    dtype: DType,
+    device: Device,
+    /// Used by `LatentDecoder::decode` (the pipeline's call).
+    mode: DecodeMode,
+}
+
+impl VaeDecoder {
+    /// `vb` points at the VAE's root (`vae/` safetensors: `decoder.*`, `post_quant_conv.*`).
+    pub fn new(vb: VarBuilder, cfg: &VaeConfig) -> Result<Self> {
+        let post_quant_conv = if cfg.use_post_quant_conv {
+            let c = cfg.latent_channels;
+            Some(candle_nn::conv2d(
+                c,
+                c,
+                1,
+                Conv2dConfig::default(),
+                vb.pp("post_quant_conv"),
+            )?)
+        } else {
+            None
+        };
+        let decoder = Decoder::new(cfg, vb.pp("decoder"))?;
+        Ok(Self {
+            decoder,
+            post_quant_conv,
+            cfg: cfg.clone(),
+            dtype: vb.dtype(),
+            device: vb.device().clone(),
+            mode: DecodeMode::default(),
+        })
+    }
+
+    pub fn config(&self) -> &VaeConfig {
+        &self.cfg
+    }
+
+    /// Sets how the pipeline's `decode` call runs (e.g. always tiled in low-VRAM mode).
+    pub fn with_mode(mut self, mode: DecodeMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    pub fn mode(&self) -> DecodeMode {
+        self.mode
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The pipeline's latents (`[b, C, h, w]`, any float dtype) → VAE input, as diffusers:
+    /// cast to the VAE dtype, then `/ scaling_factor + shift_factor`.
+    pub fn unscale_latents(&self, latents: &Tensor) -> Result<Tensor> {
+        let z = latents.to_dtype(self.dtype)?;
+        Ok(((z / self.cfg.scaling_factor)? + self.cfg.shift_factor)?)
+    }
+
+    /// diffusers' `vae.decode(z)` without tiling: `[b, C, h, w]` → `[b, 3, 8h, 8w]` in the VAE dtype.
+    pub fn decode_raw(&self, z: &Tensor) -> Result<Tensor> {
+        let z = self.check_latents(z)?;
+        Ok(self
+            .decoder
+            .high_res(&self.decoder.low_res(&z)?, &mut NormContext::local())?)
+    }
+
+    /// Pipeline latents → image tensor `[b, 3, 8h, 8w]` in f32, roughly in `[-1, 1]`.
+    pub fn decode(&self, latents: &Tensor, mode: DecodeMode) -> Result<Tensor> {
+        let z = self.unscale_latents(latents)?;
+        let (_, _, h, w) = z.dims4()?;
+        let tiles = match mode {
+            DecodeMode::Full => None,
+            DecodeMode::Tiled(tiles) => Some(tiles),
+            DecodeMode::Auto { above, tiles } => (h > above || w > above).then_some(tiles),
+        };
+        match tiles {
+            None => Ok(self.decode_raw(&z)?.to_dtype(DType::F32)?),
+            Some(tiles) => self.decode_tiled(&z, tiles),
+        }
+    }
+
+    /// Pipeline latents of one image → RGB8, as the pipeline's image processor postprocesses.
+    pub fn decode_to_rgb(&self, latents: &Tensor, mode: DecodeMode) -> Result<RgbImage> {
+        image_to_rgb8(&self.decode(latents, mode)?)
+    }
+
+    fn check_latents(&self, z: &Tensor) -> Result<Tensor> {
+        let (_, c, h, w) = z.dims4().map_err(|_| {
+            ModelError::BadInput(format!(
+                "latents must be [batch, channels, h, w], got {:?}",
+                z.dims()
+            ))
+        })?;
+        if c != self.cfg.latent_channels || h == 0 || w == 0 {
+            return Err(ModelError::BadInput(format!(
+                "latents {:?} do not fit a VAE with {} latent channels",
+                z.dims(),
+                self.cfg.latent_channels
+            )));
+        }
+        let z = z.to_dtype(self.dtype)?;
+        Ok(match &self.post_quant_conv {
+            Some(conv) => conv.forward(&z)?,
+            None => z,
+        })
+    }
+
+    /// Low-resolution part on the whole latent, then up blocks per tile, cross-faded; GroupNorm
+    /// statistics estimated over the whole image first when `tiles.stats_passes > 0`.
+    fn decode_tiled(&self, z: &Tensor, tiles: TileOptions) -> Result<Tensor> {
+        if tiles.tile == 0 || tiles.overlap >= tiles.tile {
+            return Err(ModelError::BadInput(format!(
+                "tile {} must be positive and larger than overlap {}",
+                tiles.tile, tiles.overlap
+            )));
+        }
+        let features = self.decoder.low_res(&self.check_latents(z)?)?;
+        let (_, _, h, w) = features.dims4()?;
+        let rows = tile_spans(h, tiles.tile, tiles.overlap);
+        let cols = tile_spans(w, tiles.tile, tiles.overlap);
+        let tile_at = |row: &tiling::TileSpan, col: &tiling::TileSpan| -> candle_core::Result<Tensor> {
+            features
+                .narrow(2, row.start, row.len)?
+                .narrow(3, col.start, col.len)?
+                .contiguous()
+        };
+
+        let mut stats = None;
+        for _ in 0..tiles.stats_passes {
+            let mut recorder = StatsRecorder::default();
+            for row in &rows {
+                for col in &cols {
+                    let core = CoreRegion {
+                        origin: (row.start, col.start),
+                        size: (row.len, col.len),
+                        rows: row.core(),
+                        cols: col.core(),
+                    };
+                    let mut norms = NormContext::new(stats.as_deref(), Some((core, &mut recorder)));
+                    self.decoder.high_res(&tile_at(row, col)?, &mut norms)?;
+                }
+            }
+            stats = Some(recorder.finish()?);
+        }
+
+        let scale = self.cfg.scale_factor();
+        let device = features.device();
+        let mut image: Option<Tensor> = None;
+        for row in &rows {
+            let mut strip: Option<Tensor> = None;
+            for col in &cols {
+                let mut norms = NormContext::new(stats.as_deref(), None);
+                let decoded = self
+                    .decoder
+                    .high_res(&tile_at(row, col)?, &mut norms)?
+                    .to_dtype(DType::F32)?;
+                let weights = Tensor::from_vec(col.weights(scale), (1, 1, 1, col.len * scale), device)?;
+                let placed = decoded.broadcast_mul(&weights)?.pad_with_zeros(
+                    3,
+                    col.start * scale,
+                    (w - col.end()) * scale,
+                )?;
+                strip = Some(match strip {
+                    Some(acc) => (acc + placed)?,
+                    None => placed,
+                });
+            }
+            let Some(strip) = strip else { continue };
+            let col_sums = Tensor::from_vec(weight_sums(&cols, w, scale), (1, 1, 1, w * scale), device)?;
+            let weights = Tensor::from_vec(row.weights(scale), (1, 1, row.len * scale, 1), device)?;
+            let placed = strip
+                .broadcast_div(&col_sums)?
+                .broadcast_mul(&weights)?
+                .pad_with_zeros(2, row.start * scale, (h - row.end()) * scale)?;
+            image = Some(match image {
+                Some(acc) => (acc + placed)?,
+                None => placed,
+            });
+        }
+        let image = image.ok_or_else(|| ModelError::BadInput("empty latents".into()))?;
+        let row_sums = Tensor::from_vec(weight_sums(&rows, h, scale), (1, 1, h * scale, 1), device)?;
+        Ok(image.broadcast_div(&row_sums)?)
+    }
+}
+
+impl LatentDecoder for VaeDecoder {
+    fn decode(&self, latents: &Tensor) -> Result<RgbImage> {
+        self.decode_to_rgb(latents, self.mode)
+    }
+
+    fn spatial_scale(&self) -> usize {
+        self.cfg.scale_factor()
+    }
+}
+
+/// `[1, 3, H, W]` decoder output → RGB8 as diffusers' `VaeImageProcessor.postprocess` (pil):
+/// `(x·0.5 + 0.5).clamp(0, 1)`, then `round(x·255)` with ties to even (numpy), all in f32.
+pub fn image_to_rgb8(image: &Tensor) -> Result<RgbImage> {
+    let (b, c, h, w) = image.dims4()?;
+    if b != 1 || c != 3 {
+        return Err(ModelError::BadInput(format!(
+            "expected one RGB image [1, 3, H, W], got {:?}",
+            image.dims()
+        )));
+    }
+    let hwc = image
+        .squeeze(0)?
+        .to_dtype(DType::F32)?
+        .permute((1, 2, 0))?
+        .contiguous()?;
+    let values = hwc.flatten_all()?.to_vec1::<f32>()?;
+    let pixels = values.into_iter().map(to_u8).collect();
+    Ok(RgbImage {
+        width: w as u32,
+        height: h as u32,
+        pixels,
+    })
+}
+
+fn to_u8(x: f32) -> u8 {
+    let unit = (x * 0.5 + 0.5).clamp(0.0, 1.0);
+    // NaN clamps to NaN and casts to 0; the value is in [0, 255] otherwise.
+    (unit * 255.0).round_ties_even() as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::VarMap;
+
+    #[test]
+    fn config_defaults_follow_diffusers() {
+        let text = r#"{"block_out_channels": [32, 64], "latent_channels": 16, "norm_num_groups": 8,
+            "scaling_factor": 0.3611, "shift_factor": 0.1159, "use_post_quant_conv": false}"#;
+        let cfg = VaeConfig::from_json(text, Path::new("vae/config.json")).expect("parses");
+        assert_eq!(cfg.layers_per_block, 1);
+        assert!(cfg.mid_block_add_attention);
+        assert_eq!(cfg.scale_factor(), 2);
+        let null_shift = r#"{"block_out_channels": [32], "shift_factor": null}"#;
+        assert_eq!(
+            VaeConfig::from_json(null_shift, Path::new("c"))
+                .expect("parses")
+                .shift_factor,
+            0.0
+        );
+        let bad_groups = r#"{"block_out_channels": [30], "norm_num_groups": 8}"#;
+        let err = VaeConfig::from_json(bad_groups, Path::new("vae/config.json")).expect_err("fails");
+        assert!(err.to_string().contains("vae/config.json"), "{err}");
+    }
+
+    #[test]
+    fn postprocess_rounds_like_numpy() {
+        // x such that (x/2 + 0.5)·255 is exactly 0.5, 1.5, 2.5: numpy rounds to 0, 2, 2.
+        let half = |k: f32| (k / 255.0 - 0.5) * 2.0;
+        assert_eq!(to_u8(-1.5), 0);
+        assert_eq!(to_u8(1.5), 255);
+        assert_eq!(to_u8(0.0), 128);
+        assert_eq!(to_u8(f32::NAN), 0);
+        let image = Tensor::new(&[-1.0f32, 0.0, 1.0], &Device::Cpu).expect("tensor");
+        let image = image.reshape((1, 3, 1, 1)).expect("reshape");
+        let rgb = image_to_rgb8(&image).expect("converts");
+        assert_eq!(rgb.pixels, vec![0, 128, 255]);
+        assert!(to_u8(half(0.5)) <= 1 && to_u8(half(2.5)) >= 2);
+    }
+
+    #[test]
+    fn tiled_matches_full_where_tiles_do_not_overlap_edges() -> Result<()> {
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let cfg = VaeConfig {
+            block_out_channels: vec![8, 8],
+            norm_num_groups: 4,
+            ..VaeConfig::tiny()
+        };
+        let vae = VaeDecoder::new(vb, &cfg)?;
+        let latents = Tensor::randn(0f32, 1.0, (1, 16, 6, 10), &Device::Cpu)?;
+        let full = vae.decode(&latents, DecodeMode::Full)?;
+        assert_eq!(full.dims(), &[1, 3, 12, 20]);
+        // One tile as big as the latent is the full decode.
+        let single = vae.decode(
+            &latents,
+            DecodeMode::Tiled(TileOptions {
+                tile: 16,
+                overlap: 4,
+                stats_passes: 1,
+            }),
+        )?;
+        let diff = (full - &single)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "{diff}");
+        let tiled = vae.decode(
+            &latents,
+            DecodeMode::Tiled(TileOptions {
+                tile: 4,
+                overlap: 2,
+                stats_passes: 2,
+            }),
+        )?;
+        assert_eq!(tiled.dims(), &[1, 3, 12, 20]);
+        assert!(matches!(
+            vae.decode(
+                &latents,
+                DecodeMode::Tiled(TileOptions {
+                    tile: 4,
+                    overlap: 4,
+                    stats_passes: 0
+                })
+            ),
+            Err(ModelError::BadInput(_))
+        ));
+        Ok(())
+    }
+}
