@@ -360,7 +360,7 @@ fn count(n: u64) -> String {
 
 /// Seconds with about three significant digits (tiny demo runs stay readable).
 fn opt_s(v: Option<f64>) -> String {
-    v.map_or_else(|| DASH.into(), |s| significant(s))
+    v.map_or_else(|| DASH.into(), significant)
 }
 
 /// Milliseconds, same precision rule.
