@@ -23,9 +23,6 @@ pub struct Config {
     pub generation: GenerationConfig,
     pub ui: UiConfig,
     pub session: SessionConfig,
-    /// Key map overrides: action name → keys ("q", "ctrl-c", "shift-tab", ...). The app validates
-    /// the action names and key syntax.
-    pub keys: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -381,6 +378,11 @@ impl Config {
         }
     }
 
+    /// Sampler rates for the dashboard: `ui.telemetry_hz`, ≥ 20 Hz during jobs.
+    pub fn sampler_config(&self) -> crate::gpu::SamplerConfig {
+        crate::gpu::SamplerConfig::with_rate(self.ui.telemetry_hz)
+    }
+
     /// The memory budget in bytes; `None` = no limit.
     pub fn max_vram_bytes(&self) -> Option<u64> {
         (self.model.max_vram_gib > 0.0).then_some((self.model.max_vram_gib * (1u64 << 30) as f64) as u64)
@@ -453,8 +455,7 @@ fn apply_layer(
     Ok(())
 }
 
-/// Every key of `layer` must exist in the defaults with a value of the same kind. `[keys]` is
-/// free-form (its entries are checked when the config is deserialized and by the app).
+/// Every key of `layer` must exist in the defaults with a value of the same kind.
 fn check_layer(
     layer: &toml::Table,
     defaults: &toml::Table,
@@ -481,20 +482,6 @@ fn check_layer(
             message,
         };
         match (default, value) {
-            (toml::Value::Table(_), toml::Value::Table(_)) if dotted == "keys" => {
-                for (action, keys) in value.as_table().into_iter().flatten() {
-                    let ok = keys
-                        .as_array()
-                        .is_some_and(|list| list.iter().all(toml::Value::is_str));
-                    if !ok {
-                        return Err(ConfigError::Invalid {
-                            key: format!("keys.{action}"),
-                            origin: origin.to_string(),
-                            message: "expected a list of keys, e.g. [\"q\", \"ctrl-q\"]".into(),
-                        });
-                    }
-                }
-            }
             (toml::Value::Table(d), toml::Value::Table(v)) => check_layer(v, d, &dotted, origin)?,
             (toml::Value::Table(_), other) => {
                 return Err(invalid(format!(
@@ -569,14 +556,8 @@ fn merge(
             format!("{prefix}.{key}")
         };
         match (merged.get_mut(&key), value) {
-            (Some(toml::Value::Table(target)), toml::Value::Table(sub)) if dotted != "keys" => {
-                merge(target, sub, &dotted, origin, origins);
-            }
             (Some(toml::Value::Table(target)), toml::Value::Table(sub)) => {
-                for (action, keys) in sub {
-                    origins.insert(format!("keys.{action}"), origin.to_string());
-                    target.insert(action, keys);
-                }
+                merge(target, sub, &dotted, origin, origins);
             }
             (Some(toml::Value::Float(_)), toml::Value::Integer(i)) => {
                 origins.insert(dotted, origin.to_string());
@@ -632,8 +613,11 @@ mod tests {
         assert_eq!(config.ui.image_protocol, ImageProtocol::Auto);
         assert_eq!(config.ui.telemetry_hz, 4.0);
         assert!(config.session.autosave);
-        assert!(config.keys.is_empty());
         assert_eq!(config.max_vram_bytes(), None);
+        assert_eq!(
+            config.sampler_config().interval,
+            std::time::Duration::from_millis(250)
+        );
     }
 
     /// The example is the embedded default: the struct has no serde defaults, so parsing it
@@ -673,11 +657,7 @@ mod tests {
             "user.toml",
             "[generation]\nsteps = 8\nwidth = 512\n[ui]\ntheme = \"light\"\ntelemetry_hz = 10\n",
         );
-        let explicit = write(
-            dir.path(),
-            "explicit.toml",
-            "[generation]\nsteps = 6\n[keys]\nquit = [\"q\", \"ctrl-q\"]\n",
-        );
+        let explicit = write(dir.path(), "explicit.toml", "[generation]\nsteps = 6\n");
         let args = ConfigArgs {
             theme: Some("high-contrast".into()),
             no_autosave: true,
@@ -703,10 +683,6 @@ mod tests {
             ModelSpec::RandomWeights {
                 preset: "turbo".into()
             }
-        );
-        assert_eq!(
-            config.keys.get("quit"),
-            Some(&vec!["q".to_string(), "ctrl-q".to_string()])
         );
     }
 
@@ -769,7 +745,7 @@ mod tests {
             ("[model]\ndevice = \"tpu\"\n", "model.device"),
             ("[model]\nmax_vram_gib = -1\n", "model.max_vram_gib"),
             ("ui = 3\n", "expected a section"),
-            ("[keys]\nquit = \"q\"\n", "keys.quit"),
+            ("[keys]\nquit = [\"q\"]\n", "unknown config key `keys`"),
             ("[ui]\nimage_protocol = \"kity\"\n", "ui.image_protocol` in"),
             ("[model]\ndtype = \"f8\"\n", "\"f8\" is not one of auto, f32"),
             ("[generation\n", "not valid TOML"),

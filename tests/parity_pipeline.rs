@@ -1,5 +1,6 @@
 //! ZImagePipeline vs diffusers' `ZImagePipeline` (guidance 0, 8 steps, 64×96, fixed initial
-//! latents): every step's latents, through the real transformer and scheduler.
+//! latents) on the tiny fixture model: from the prompt text through the real tokenizer, text
+//! encoder, transformer, scheduler and VAE to the RGB8 image, checking every step's latents.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,10 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use zimage_tui::model::pipeline::{LatentDecoder, ModelInfo, PromptEmbedder, ZImagePipeline};
 use zimage_tui::model::scheduler::{FlowMatchEuler, SchedulerConfig};
+use zimage_tui::model::text_encoder::{PromptEncoder, Qwen3Config, TextEncoder};
+use zimage_tui::model::tokenizer::PromptTokenizer;
 use zimage_tui::model::transformer::{ZImageTransformer, ZImageTransformerConfig};
+use zimage_tui::model::vae::{DecodeMode, VaeConfig, VaeDecoder};
 use zimage_tui::model::{GenerationRequest, ModelError, Progress, Result, RgbImage, Stage};
 
 fn fixtures() -> PathBuf {
@@ -43,6 +47,50 @@ fn transformer() -> ZImageTransformer {
     let vb =
         unsafe { VarBuilder::from_mmaped_safetensors(&shard_files(&dir), DType::F32, &Device::Cpu).unwrap() };
     ZImageTransformer::load(&config, vb).unwrap()
+}
+
+// SAFETY (all mmaps here): the fixture files are not modified while the tests run.
+fn prompt_encoder() -> PromptEncoder {
+    let dir = fixtures().join("tiny");
+    let tokenizer = PromptTokenizer::from_file(&dir.join("tokenizer/tokenizer.json")).unwrap();
+    let config = Qwen3Config::from_file(&dir.join("text_encoder/config.json")).unwrap();
+    let weights = [dir.join("text_encoder/model.safetensors")];
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&weights, DType::F32, &Device::Cpu).unwrap() };
+    PromptEncoder::new(tokenizer, TextEncoder::new(vb, &config).unwrap())
+}
+
+fn vae() -> VaeDecoder {
+    let dir = fixtures().join("tiny/vae");
+    let config = VaeConfig::from_file(&dir.join("config.json")).unwrap();
+    let weights = [dir.join("diffusion_pytorch_model.safetensors")];
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&weights, DType::F32, &Device::Cpu).unwrap() };
+    VaeDecoder::new(vb, &config).unwrap().with_mode(DecodeMode::Full)
+}
+
+fn info() -> ModelInfo {
+    ModelInfo {
+        label: "tiny fixture".into(),
+        random_weights: true,
+        dtype: "f32".into(),
+        device: "cpu".into(),
+        parameters: Vec::new(),
+    }
+}
+
+fn scheduler() -> FlowMatchEuler {
+    let path = fixtures().join("tiny/scheduler/scheduler_config.json");
+    FlowMatchEuler::new(SchedulerConfig::from_file(&path).unwrap()).unwrap()
+}
+
+/// The whole tiny model, as the loader assembles it.
+fn full_pipeline() -> ZImagePipeline {
+    ZImagePipeline::new(
+        info(),
+        Box::new(prompt_encoder()),
+        transformer(),
+        scheduler(),
+        Box::new(vae()),
+    )
 }
 
 /// The prompt embeddings diffusers computed (the text encoder has its own parity test).
@@ -92,30 +140,24 @@ impl Progress for Recorder {
     }
 }
 
-fn pipeline(reference: &HashMap<String, Tensor>) -> ZImagePipeline {
-    let scheduler = FlowMatchEuler::new(
-        SchedulerConfig::from_file(&fixtures().join("tiny/scheduler/scheduler_config.json")).unwrap(),
-    )
-    .unwrap();
-    let info = ModelInfo {
-        label: "tiny fixture".into(),
-        random_weights: true,
-        dtype: "f32".into(),
-        device: "cpu".into(),
-        parameters: Vec::new(),
-    };
+/// Transformer and scheduler only: recorded embeddings in, latents checked, no decoding.
+fn denoise_only_pipeline(reference: &HashMap<String, Tensor>) -> ZImagePipeline {
+    let embeddings = RecordedEmbeddings(reference["pipe.prompt_embeds"].clone());
     ZImagePipeline::new(
-        info,
-        Box::new(RecordedEmbeddings(reference["pipe.prompt_embeds"].clone())),
+        info(),
+        Box::new(embeddings),
         transformer(),
-        scheduler,
+        scheduler(),
         Box::new(BlankDecoder),
     )
 }
 
 fn request() -> GenerationRequest {
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap()).unwrap();
+    let prompt = json["prompts"]["en"].as_str().unwrap().to_string();
     GenerationRequest {
-        prompt: "fixture prompt".into(),
+        prompt,
         width: 96,
         height: 64,
         steps: 8,
@@ -123,10 +165,83 @@ fn request() -> GenerationRequest {
     }
 }
 
+fn max_abs_and_rel(ours: &Tensor, reference: &Tensor) -> (f32, f32) {
+    assert_eq!(ours.dims(), reference.dims());
+    let diff = (ours - reference)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let scale = reference
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    (diff, diff / scale)
+}
+
+#[test]
+fn whole_pipeline_from_prompt_text_matches_diffusers() {
+    let reference = reference();
+    let pipeline = full_pipeline();
+    let mut recorder = Recorder::default();
+    let generated = pipeline
+        .generate_from_latents(&request(), reference["pipe.latents_init"].clone(), &mut recorder)
+        .unwrap();
+    assert!(generated.warnings.is_empty(), "{:?}", generated.warnings);
+
+    let mut worst = (0f32, 0f32);
+    for (i, latents) in recorder.latents.iter().enumerate() {
+        let (abs, rel) = max_abs_and_rel(latents, &reference[&format!("pipe.latents.{i}")]);
+        assert!(rel < 1e-4, "step {i}: relative error {rel:.3e}");
+        worst = (worst.0.max(abs), worst.1.max(rel));
+    }
+    eprintln!(
+        "pipeline latents from text (8 steps): max abs {:.3e}, rel {:.3e}",
+        worst.0, worst.1
+    );
+
+    // The decoder's float output on our final latents, against diffusers' `pipe.decoded`.
+    let decoded = vae().decode(&recorder.latents[7], DecodeMode::Full).unwrap();
+    let (abs, rel) = max_abs_and_rel(&decoded, &reference["pipe.decoded"]);
+    eprintln!("pipeline decoded image: max abs {abs:.3e}, rel {rel:.3e}");
+    assert!(rel < 1e-4, "decoded image: relative error {rel:.3e}");
+
+    // The RGB8 image: equal except ±1 where diffusers' value sits on a rounding boundary.
+    let expected: Vec<u8> = reference["pipe.image_u8"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let unit: Vec<f32> = reference["pipe.image"].flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!((generated.image.width, generated.image.height), (96, 64));
+    let mut off_by_one = 0;
+    for (i, (&ours, &theirs)) in generated.image.pixels.iter().zip(&expected).enumerate() {
+        if ours != theirs {
+            let scaled = unit[i] * 255.0;
+            let from_half = (scaled - scaled.floor() - 0.5).abs();
+            assert!(
+                ours.abs_diff(theirs) == 1 && from_half < 1e-2,
+                "value {i}: ours {ours}, diffusers {theirs}"
+            );
+            off_by_one += 1;
+        }
+    }
+    eprintln!(
+        "pipeline RGB8: {off_by_one} of {} values differ by 1 at a .5 boundary",
+        expected.len()
+    );
+}
+
 #[test]
 fn denoising_loop_matches_diffusers_step_by_step() {
     let reference = reference();
-    let pipeline = pipeline(&reference);
+    let pipeline = denoise_only_pipeline(&reference);
     let mut recorder = Recorder::default();
     let generated = pipeline
         .generate_from_latents(&request(), reference["pipe.latents_init"].clone(), &mut recorder)
@@ -168,7 +283,7 @@ fn denoising_loop_matches_diffusers_step_by_step() {
 #[test]
 fn cancellation_stops_between_steps() {
     let reference = reference();
-    let pipeline = pipeline(&reference);
+    let pipeline = denoise_only_pipeline(&reference);
     let mut recorder = Recorder {
         cancel_after: Some(2),
         ..Recorder::default()
@@ -183,7 +298,7 @@ fn cancellation_stops_between_steps() {
 #[test]
 fn wrong_latent_shape_is_a_clear_error() {
     let reference = reference();
-    let pipeline = pipeline(&reference);
+    let pipeline = denoise_only_pipeline(&reference);
     let latents = Tensor::zeros((1, 16, 8, 8), DType::F32, &Device::Cpu).unwrap();
     let err = pipeline
         .generate_from_latents(&request(), latents, &mut Recorder::default())
@@ -194,7 +309,7 @@ fn wrong_latent_shape_is_a_clear_error() {
 #[test]
 fn seeded_generation_is_deterministic() {
     let reference = reference();
-    let pipeline = pipeline(&reference);
+    let pipeline = denoise_only_pipeline(&reference);
     let mut first = Recorder::default();
     let mut second = Recorder::default();
     pipeline.generate(&request(), &mut first).unwrap();
