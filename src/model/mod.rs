@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod error;
+pub mod fused;
 pub mod loader;
 pub mod pipeline;
 pub mod preview;

@@ -16,11 +16,11 @@
 //! computed in f32, RMSNorm and LayerNorm reduce in f32 inside candle's kernels, everything else
 //! runs in the weights' dtype.
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::Deserialize;
 
-use super::{ModelError, Result};
+use super::{fused, ModelError, Result};
 
 /// Token sequences are padded to a multiple of this.
 pub const SEQ_MULTIPLE: usize = 32;
@@ -225,6 +225,27 @@ impl RmsNorm {
             self.eps,
         )?)
     }
+
+    /// `norm(x) · modulation` (adaLN's `1 + scale`), fused on CUDA.
+    fn modulated(&self, x: &Tensor, modulation: Option<&Tensor>) -> Result<Tensor> {
+        Ok(fused::rms_norm_modulated(
+            x,
+            &self.weight,
+            modulation,
+            f64::from(self.eps),
+        )?)
+    }
+
+    /// `x + gate · norm(branch)` (the sandwich norm and gated residual), fused on CUDA.
+    fn gated_residual(&self, x: &Tensor, branch: &Tensor, gate: Option<&Tensor>) -> Result<Tensor> {
+        Ok(fused::gated_residual_norm(
+            x,
+            branch,
+            &self.weight,
+            gate,
+            f64::from(self.eps),
+        )?)
+    }
 }
 
 fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
@@ -235,11 +256,11 @@ fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<L
     })
 }
 
-/// Rotary tables for one token sequence: `[seq, head_dim / 2]`, f32.
+/// Rotary tables for one token sequence: `[seq, head_dim / 2]`, f32, in the form the fused
+/// attention path takes.
 #[derive(Debug, Clone)]
 pub struct Rope {
-    cos: Tensor,
-    sin: Tensor,
+    tables: fused::Rope,
 }
 
 impl Rope {
@@ -275,124 +296,109 @@ impl Rope {
         }
         let shape = (positions.len(), half);
         Ok(Self {
-            cos: Tensor::from_vec(cos, shape, device)?,
-            sin: Tensor::from_vec(sin, shape, device)?,
+            tables: fused::Rope::new(
+                Tensor::from_vec(cos, shape, device)?,
+                Tensor::from_vec(sin, shape, device)?,
+            )?,
         })
     }
 
     fn concat(parts: &[&Rope]) -> Result<Self> {
-        let cos: Vec<&Tensor> = parts.iter().map(|r| &r.cos).collect();
-        let sin: Vec<&Tensor> = parts.iter().map(|r| &r.sin).collect();
+        let cos: Vec<&Tensor> = parts.iter().map(|r| &r.tables.cos).collect();
+        let sin: Vec<&Tensor> = parts.iter().map(|r| &r.tables.sin).collect();
         Ok(Self {
-            cos: Tensor::cat(&cos, 0)?,
-            sin: Tensor::cat(&sin, 0)?,
+            tables: fused::Rope::new(Tensor::cat(&cos, 0)?, Tensor::cat(&sin, 0)?)?,
         })
     }
 
-    /// Interleaved (complex-pair) rotation of `[b, heads, seq, head_dim]`, computed in f32.
-    fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        let dtype = x.dtype();
-        let rotated =
-            candle_nn::rotary_emb::rope_i(&x.to_dtype(DType::F32)?.contiguous()?, &self.cos, &self.sin)?;
-        Ok(rotated.to_dtype(dtype)?)
+    /// `cos` and `sin`, each `[seq, head_dim / 2]`.
+    pub fn cos_sin(&self) -> (&Tensor, &Tensor) {
+        (&self.tables.cos, &self.tables.sin)
     }
 }
 
-/// Scaled dot-product attention over `[b, heads, seq, head_dim]`, no mask (one image per batch).
-/// The single place to swap in a fused kernel. Scores and softmax in f32, as torch's fused SDPA
-/// kernels keep them (measured on the tiny model in bf16: 2.5e-2 → 1.4e-2 relative error
-/// against diffusers' bf16 output when this reference path stopped rounding scores to bf16).
+/// Unmasked scaled-dot-product attention over `[b, seq, heads, head_dim]` (one image per
+/// batch, so no mask). Reference path in f32, as torch's fused SDPA keeps scores; the CUDA path
+/// goes through `fused::self_attention`.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
-    let dtype = q.dtype();
-    let (q, k, v) = (
-        q.to_dtype(DType::F32)?,
-        k.to_dtype(DType::F32)?,
-        v.to_dtype(DType::F32)?,
-    );
-    let head_dim = q.dim(D::Minus1)?;
-    let scale = 1.0 / (head_dim as f64).sqrt();
-    let scores = (q.matmul(&k.t()?)? * scale)?;
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-    Ok(probs.matmul(&v)?.to_dtype(dtype)?)
+    Ok(fused::attention(q, k, v)?)
 }
 
-/// Self-attention with QK RMSNorm and RoPE. Q, K, V stay separate weights as in the checkpoint.
+/// Self-attention with QK RMSNorm and RoPE. The checkpoint's to_q/to_k/to_v are merged into one
+/// `[3·dim, dim]` projection at load: one GEMM instead of three, and the fused attention path
+/// reads q, k and v straight out of its output.
 #[derive(Debug, Clone)]
 struct Attention {
-    to_q: Linear,
-    to_k: Linear,
-    to_v: Linear,
+    to_qkv: Linear,
     to_out: Linear,
-    norm_q: Option<RmsNorm>,
-    norm_k: Option<RmsNorm>,
+    norm_q: Tensor,
+    norm_k: Tensor,
     n_heads: usize,
-    head_dim: usize,
+}
+
+/// Concatenates the checkpoint's separate projections `[out_i, in]` into one `[Σ out_i, in]`.
+fn merged_linear(in_dim: usize, out_dim: usize, names: &[&str], vb: &VarBuilder) -> Result<Linear> {
+    let weights = names
+        .iter()
+        .map(|name| vb.pp(*name).get((out_dim, in_dim), "weight"))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(Linear::new(Tensor::cat(&weights, 0)?, None))
 }
 
 impl Attention {
     fn load(config: &ZImageTransformerConfig, vb: VarBuilder) -> Result<Self> {
         let (dim, head_dim) = (config.dim, config.head_dim());
-        // diffusers' Attention builds the QK norms with eps 1e-5 regardless of norm_eps.
-        let qk_norm = |name: &str| -> Result<Option<RmsNorm>> {
-            if config.qk_norm {
-                Ok(Some(RmsNorm::load(head_dim, 1e-5, vb.pp(name))?))
-            } else {
-                Ok(None)
-            }
-        };
+        // diffusers' Attention builds the QK norms with eps 1e-5 regardless of norm_eps; without
+        // qk_norm the RMSNorm is absent, which a unit weight cannot express — refuse such configs.
+        if !config.qk_norm {
+            return Err(ModelError::BadInput(
+                "transformers without qk_norm are not supported".into(),
+            ));
+        }
         Ok(Self {
-            to_q: linear(dim, dim, false, vb.pp("to_q"))?,
-            to_k: linear(dim, dim, false, vb.pp("to_k"))?,
-            to_v: linear(dim, dim, false, vb.pp("to_v"))?,
+            to_qkv: merged_linear(dim, dim, &["to_q", "to_k", "to_v"], &vb)?,
             to_out: linear(dim, dim, false, vb.pp("to_out").pp("0"))?,
-            norm_q: qk_norm("norm_q")?,
-            norm_k: qk_norm("norm_k")?,
+            norm_q: vb.pp("norm_q").get(head_dim, "weight")?,
+            norm_k: vb.pp("norm_k").get(head_dim, "weight")?,
             n_heads: config.n_heads,
-            head_dim,
         })
     }
 
     /// `x`: `[b, seq, dim]` → `[b, seq, dim]`.
     fn forward(&self, x: &Tensor, rope: &Rope) -> Result<Tensor> {
-        let (b, seq, dim) = x.dims3()?;
-        let heads = |t: Tensor| t.reshape((b, seq, self.n_heads, self.head_dim));
-        let mut q = heads(self.to_q.forward(x)?)?;
-        let mut k = heads(self.to_k.forward(x)?)?;
-        let v = heads(self.to_v.forward(x)?)?;
-        if let Some(norm) = &self.norm_q {
-            q = norm.forward(&q)?;
-        }
-        if let Some(norm) = &self.norm_k {
-            k = norm.forward(&k)?;
-        }
-        let q = rope.apply(&q.transpose(1, 2)?.contiguous()?)?;
-        let k = rope.apply(&k.transpose(1, 2)?.contiguous()?)?;
-        let v = v.transpose(1, 2)?.contiguous()?;
-        let out = attention(&q, &k, &v)?;
-        let out = out.transpose(1, 2)?.reshape((b, seq, dim))?;
+        let qkv = self.to_qkv.forward(x)?;
+        let out = fused::self_attention(
+            &qkv,
+            self.n_heads,
+            &self.norm_q,
+            &self.norm_k,
+            &rope.tables,
+            QK_NORM_EPS,
+        )?;
         Ok(self.to_out.forward(&out)?)
     }
 }
 
-/// SwiGLU: `w2(silu(w1 x) · w3 x)`; W1 and W3 separate as in the checkpoint.
+/// diffusers' Attention builds its QK RMSNorms with this eps.
+const QK_NORM_EPS: f64 = 1e-5;
+
+/// SwiGLU: `w2(silu(w1 x) · w3 x)`; W1 and W3 merged into one `[2·hidden, dim]` projection.
 #[derive(Debug, Clone)]
 struct FeedForward {
-    w1: Linear,
+    w13: Linear,
     w2: Linear,
-    w3: Linear,
 }
 
 impl FeedForward {
     fn load(dim: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            w1: linear(dim, hidden, false, vb.pp("w1"))?,
+            w13: merged_linear(dim, hidden, &["w1", "w3"], &vb)?,
             w2: linear(hidden, dim, false, vb.pp("w2"))?,
-            w3: linear(dim, hidden, false, vb.pp("w3"))?,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gated = (candle_nn::ops::silu(&self.w1.forward(x)?)? * self.w3.forward(x)?)?;
+        let gated = fused::swiglu(&self.w13.forward(x)?)?;
         Ok(self.w2.forward(&gated)?)
     }
 }
@@ -435,36 +441,31 @@ impl TransformerBlock {
     }
 
     /// `x`: `[b, seq, dim]`; `adaln`: `[b, adaln_dim]`, required iff the block is modulated.
+    /// Each half is `x + gate · norm2(branch(norm1(x) · scale))`, done by two fused calls.
     fn forward(&self, x: &Tensor, rope: &Rope, adaln: Option<&Tensor>) -> Result<Tensor> {
-        match (&self.modulation, adaln) {
+        let mods = match (&self.modulation, adaln) {
             (Some(modulation), Some(adaln)) => {
-                let mods = modulation.forward(adaln)?.unsqueeze(1)?.chunk(4, 2)?;
-                let scale_msa = (&mods[0] + 1.0)?;
-                let gate_msa = mods[1].tanh()?;
-                let scale_mlp = (&mods[2] + 1.0)?;
-                let gate_mlp = mods[3].tanh()?;
-
-                let attn_in = self.attention_norm1.forward(x)?.broadcast_mul(&scale_msa)?;
-                let attn_out = self.attention.forward(&attn_in, rope)?;
-                let x = (x + self
-                    .attention_norm2
-                    .forward(&attn_out)?
-                    .broadcast_mul(&gate_msa)?)?;
-
-                let ffn_in = self.ffn_norm1.forward(&x)?.broadcast_mul(&scale_mlp)?;
-                let ffn_out = self.ffn_norm2.forward(&self.feed_forward.forward(&ffn_in)?)?;
-                Ok((&x + ffn_out.broadcast_mul(&gate_mlp)?)?)
+                let m = modulation.forward(adaln)?.flatten_all()?.chunk(4, 0)?;
+                Some([(&m[0] + 1.0)?, m[1].tanh()?, (&m[2] + 1.0)?, m[3].tanh()?])
             }
-            (None, None) => {
-                let attn_out = self.attention.forward(&self.attention_norm1.forward(x)?, rope)?;
-                let x = (x + self.attention_norm2.forward(&attn_out)?)?;
-                let ffn_out = self.feed_forward.forward(&self.ffn_norm1.forward(&x)?)?;
-                Ok((&x + self.ffn_norm2.forward(&ffn_out)?)?)
+            (None, None) => None,
+            _ => {
+                return Err(ModelError::Compute(
+                    "adaLN input given to the wrong kind of block".into(),
+                ))
             }
-            _ => Err(ModelError::Compute(
-                "adaLN input given to the wrong kind of block".into(),
-            )),
-        }
+        };
+        let [scale_msa, gate_msa, scale_mlp, gate_mlp] = match &mods {
+            Some([a, b, c, d]) => [Some(a), Some(b), Some(c), Some(d)],
+            None => [None; 4],
+        };
+        let x = x.contiguous()?;
+        let attn_in = self.attention_norm1.modulated(&x, scale_msa)?;
+        let attn_out = self.attention.forward(&attn_in, rope)?;
+        let x = self.attention_norm2.gated_residual(&x, &attn_out, gate_msa)?;
+        let ffn_in = self.ffn_norm1.modulated(&x, scale_mlp)?;
+        let ffn_out = self.feed_forward.forward(&ffn_in)?;
+        self.ffn_norm2.gated_residual(&x, &ffn_out, gate_mlp)
     }
 }
 
@@ -549,7 +550,7 @@ pub struct SequenceLayout {
 impl SequenceLayout {
     /// The unified sequence's rotary tables `(cos, sin)`, `[image_padded + caption_padded, head_dim / 2]`.
     pub fn unified_rope(&self) -> (&Tensor, &Tensor) {
-        (&self.unified_rope.cos, &self.unified_rope.sin)
+        self.unified_rope.cos_sin()
     }
 }
 

@@ -1,0 +1,167 @@
+// Fused element-wise kernels for the Z-Image transformer block (bf16 activations, f32 math).
+// Each replaces a chain of 3-6 separate element-wise launches in the reference stack; every
+// kernel reads its inputs once and writes its output once (the row re-read hits L1/L2).
+// Compiled to PTX by build.rs with the `cuda` feature; launched from src/model/fused.rs.
+
+#include <cuda_bf16.h>
+#include <stdint.h>
+
+namespace {
+
+constexpr int WARP = 32;
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int offset = WARP / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffff, v, offset);
+    return v;
+}
+
+// Sum over the whole block; `shared` holds one float per warp.
+__device__ float block_sum(float v, float* shared) {
+    const int lane = threadIdx.x % WARP;
+    const int warp = threadIdx.x / WARP;
+    v = warp_sum(v);
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    const int warps = (blockDim.x + WARP - 1) / WARP;
+    float total = 0.f;
+    for (int i = 0; i < warps; ++i) total += shared[i];
+    __syncthreads();
+    return total;
+}
+
+// 8 bf16 = 16 bytes: the widest single load a thread can issue.
+struct alignas(16) Bf16x8 {
+    __nv_bfloat162 h[4];
+};
+
+__device__ __forceinline__ void unpack(const Bf16x8& v, float out[8]) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        float2 f = __bfloat1622float2(v.h[i]);
+        out[2 * i] = f.x;
+        out[2 * i + 1] = f.y;
+    }
+}
+
+__device__ __forceinline__ Bf16x8 pack(const float in[8]) {
+    Bf16x8 v;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) v.h[i] = __floats2bfloat162_rn(in[2 * i], in[2 * i + 1]);
+    return v;
+}
+
+}  // namespace
+
+// y[r, :] = rmsnorm(x[r, :]) * scale[:]        (scale = norm weight * (1 + adaLN scale), f32)
+// One block per row; `dim` must be a multiple of 8, rows of x `x_stride` elements apart.
+extern "C" __global__ void zi_rms_norm_scale_bf16(const __nv_bfloat16* __restrict__ x, const float* __restrict__ scale,
+                                                  __nv_bfloat16* __restrict__ y, int dim, long long x_stride,
+                                                  float eps) {
+    __shared__ float shared[WARP];
+    const long long row = blockIdx.x;
+    const Bf16x8* xr = reinterpret_cast<const Bf16x8*>(x + row * x_stride);
+    Bf16x8* yr = reinterpret_cast<Bf16x8*>(y + row * (long long)dim);
+    const int vecs = dim / 8;
+    float sum = 0.f;
+    for (int i = threadIdx.x; i < vecs; i += blockDim.x) {
+        float v[8];
+        unpack(xr[i], v);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) sum += v[j] * v[j];
+    }
+    const float inv = rsqrtf(block_sum(sum, shared) / dim + eps);
+    for (int i = threadIdx.x; i < vecs; i += blockDim.x) {
+        float v[8];
+        unpack(xr[i], v);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) v[j] = v[j] * inv * scale[8 * i + j];
+        yr[i] = pack(v);
+    }
+}
+
+// out[r, :] = x[r, :] + gate[:] * rmsnorm(branch[r, :])   (gate = tanh(adaLN gate) * norm weight, f32)
+// The sandwich norm after attention / feed-forward plus the gated residual, in one pass.
+extern "C" __global__ void zi_gated_residual_norm_bf16(const __nv_bfloat16* __restrict__ x,
+                                                       const __nv_bfloat16* __restrict__ branch,
+                                                       const float* __restrict__ gate, __nv_bfloat16* __restrict__ out,
+                                                       int dim, float eps) {
+    __shared__ float shared[WARP];
+    const long long row = blockIdx.x;
+    const Bf16x8* xr = reinterpret_cast<const Bf16x8*>(x + row * (long long)dim);
+    const Bf16x8* br = reinterpret_cast<const Bf16x8*>(branch + row * (long long)dim);
+    Bf16x8* orow = reinterpret_cast<Bf16x8*>(out + row * (long long)dim);
+    const int vecs = dim / 8;
+    float sum = 0.f;
+    for (int i = threadIdx.x; i < vecs; i += blockDim.x) {
+        float v[8];
+        unpack(br[i], v);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) sum += v[j] * v[j];
+    }
+    const float inv = rsqrtf(block_sum(sum, shared) / dim + eps);
+    for (int i = threadIdx.x; i < vecs; i += blockDim.x) {
+        float b[8], r[8];
+        unpack(br[i], b);
+        unpack(xr[i], r);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) r[j] += gate[8 * i + j] * (b[j] * inv);
+        orow[i] = pack(r);
+    }
+}
+
+// out[r, j] = silu(h[r, j]) * h[r, hidden + j] for the merged W1|W3 projection h = [rows, 2*hidden].
+extern "C" __global__ void zi_swiglu_bf16(const __nv_bfloat16* __restrict__ h, __nv_bfloat16* __restrict__ out,
+                                          int hidden, long long total_vecs) {
+    const int vecs_per_row = hidden / 8;
+    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total_vecs;
+         idx += (long long)gridDim.x * blockDim.x) {
+        const long long row = idx / vecs_per_row;
+        const int col = (int)(idx % vecs_per_row);
+        const Bf16x8* hr = reinterpret_cast<const Bf16x8*>(h + row * 2LL * hidden);
+        float a[8], b[8], o[8];
+        unpack(hr[col], a);
+        unpack(hr[vecs_per_row + col], b);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) o[j] = a[j] / (1.f + __expf(-a[j])) * b[j];
+        reinterpret_cast<Bf16x8*>(out)[idx] = pack(o);
+    }
+}
+
+// Per-head RMSNorm of q and k (head_dim 128: one warp per (token, head), 4 elements a lane) followed
+// by interleaved RoPE: pairs (x[2i], x[2i+1]) rotated by (cos, sin) = rope[token, i, 0..2].
+// Reads q and k straight out of the merged QKV projection qkv = [tokens, 3*heads*128] and writes
+// out = [2, tokens, heads, 128] (q then k), the layout the attention kernel reads.
+extern "C" __global__ void zi_qk_norm_rope_bf16(const __nv_bfloat16* __restrict__ qkv, const float* __restrict__ norm_w,
+                                                const float* __restrict__ rope, __nv_bfloat16* __restrict__ out,
+                                                int tokens, int heads, float eps) {
+    constexpr int HEAD = 128;
+    const int lane = threadIdx.x % WARP;
+    const long long warp_id = (blockIdx.x * (long long)blockDim.x + threadIdx.x) / WARP;
+    const long long per_which = (long long)tokens * heads;
+    if (warp_id >= 2 * per_which) return;
+    const int which = (int)(warp_id / per_which);  // 0 = q, 1 = k
+    const long long th = warp_id % per_which;
+    const long long token = th / heads;
+    const int head = (int)(th % heads);
+    const long long dim = (long long)heads * HEAD;
+    const __nv_bfloat16* src = qkv + token * 3 * dim + which * dim + (long long)head * HEAD + lane * 4;
+    const __nv_bfloat162* s2 = reinterpret_cast<const __nv_bfloat162*>(src);
+    float2 p0 = __bfloat1622float2(s2[0]);
+    float2 p1 = __bfloat1622float2(s2[1]);
+    const float inv = rsqrtf(warp_sum(p0.x * p0.x + p0.y * p0.y + p1.x * p1.x + p1.y * p1.y) / HEAD + eps);
+    const float* w = norm_w + which * HEAD + lane * 4;
+    p0.x *= inv * w[0];
+    p0.y *= inv * w[1];
+    p1.x *= inv * w[2];
+    p1.y *= inv * w[3];
+    // the reference rounds the normed value to bf16 before the f32 rotation
+    p0 = __bfloat1622float2(__floats2bfloat162_rn(p0.x, p0.y));
+    p1 = __bfloat1622float2(__floats2bfloat162_rn(p1.x, p1.y));
+    const float* r = rope + (token * (HEAD / 2) + lane * 2) * 2;
+    const float2 o0 = make_float2(p0.x * r[0] - p0.y * r[1], p0.x * r[1] + p0.y * r[0]);
+    const float2 o1 = make_float2(p1.x * r[2] - p1.y * r[3], p1.x * r[3] + p1.y * r[2]);
+    __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(out + warp_id * HEAD + lane * 4);
+    dst[0] = __floats2bfloat162_rn(o0.x, o0.y);
+    dst[1] = __floats2bfloat162_rn(o1.x, o1.y);
+}
