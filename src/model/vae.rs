@@ -171,37 +171,55 @@ impl VaeConfig {
 
 const NORM_EPS: f64 = 1e-6;
 
-fn conv3x3(cin: usize, cout: usize, vb: VarBuilder) -> candle_core::Result<Conv2d> {
-    candle_nn::conv2d(
-        cin,
-        cout,
-        3,
-        Conv2dConfig {
-            padding: 1,
+/// A convolution in the weights' dtype, except on the CPU where candle has no bf16/f16 conv
+/// kernel: there it runs in f32 (weights upcast once at load) and casts back.
+struct Conv {
+    inner: Conv2d,
+}
+
+impl Conv {
+    fn new(cin: usize, cout: usize, kernel: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        let config = Conv2dConfig {
+            padding: kernel / 2,
             ..Default::default()
-        },
-        vb,
-    )
+        };
+        let conv = candle_nn::conv2d(cin, cout, kernel, config, vb.clone())?;
+        let half = matches!(vb.dtype(), DType::BF16 | DType::F16);
+        let inner = if half && vb.device().is_cpu() {
+            let bias = conv.bias().map(|b| b.to_dtype(DType::F32)).transpose()?;
+            Conv2d::new(conv.weight().to_dtype(DType::F32)?, bias, config)
+        } else {
+            conv
+        };
+        Ok(Self { inner })
+    }
+
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let compute = self.inner.weight().dtype();
+        if xs.dtype() == compute {
+            self.inner.forward(xs)
+        } else {
+            self.inner.forward(&xs.to_dtype(compute)?)?.to_dtype(xs.dtype())
+        }
+    }
+}
+
+fn conv3x3(cin: usize, cout: usize, vb: VarBuilder) -> candle_core::Result<Conv> {
+    Conv::new(cin, cout, 3, vb)
 }
 
 struct ResnetBlock {
     norm1: GroupNorm,
-    conv1: Conv2d,
+    conv1: Conv,
     norm2: GroupNorm,
-    conv2: Conv2d,
-    conv_shortcut: Option<Conv2d>,
+    conv2: Conv,
+    conv_shortcut: Option<Conv>,
 }
 
 impl ResnetBlock {
     fn new(cin: usize, cout: usize, groups: usize, vb: VarBuilder) -> candle_core::Result<Self> {
         let conv_shortcut = if cin != cout {
-            Some(candle_nn::conv2d(
-                cin,
-                cout,
-                1,
-                Conv2dConfig::default(),
-                vb.pp("conv_shortcut"),
-            )?)
+            Some(Conv::new(cin, cout, 1, vb.pp("conv_shortcut"))?)
         } else {
             None
         };
@@ -317,7 +335,7 @@ impl MidBlock {
 
 struct UpBlock {
     resnets: Vec<ResnetBlock>,
-    upsample_conv: Option<Conv2d>,
+    upsample_conv: Option<Conv>,
 }
 
 impl UpBlock {
@@ -335,11 +353,11 @@ impl UpBlock {
 }
 
 struct Decoder {
-    conv_in: Conv2d,
+    conv_in: Conv,
     mid_block: MidBlock,
     up_blocks: Vec<UpBlock>,
     conv_norm_out: GroupNorm,
-    conv_out: Conv2d,
+    conv_out: Conv,
 }
 
 impl Decoder {
@@ -446,7 +464,7 @@ impl Default for DecodeMode {
 /// The VAE decoder with the pipeline's scaling; runs in the dtype of its weights.
 pub struct VaeDecoder {
     decoder: Decoder,
-    post_quant_conv: Option<Conv2d>,
+    post_quant_conv: Option<Conv>,
     cfg: VaeConfig,
     dtype: DType,
     device: Device,
@@ -459,13 +477,7 @@ impl VaeDecoder {
     pub fn new(vb: VarBuilder, cfg: &VaeConfig) -> Result<Self> {
         let post_quant_conv = if cfg.use_post_quant_conv {
             let c = cfg.latent_channels;
-            Some(candle_nn::conv2d(
-                c,
-                c,
-                1,
-                Conv2dConfig::default(),
-                vb.pp("post_quant_conv"),
-            )?)
+            Some(Conv::new(c, c, 1, vb.pp("post_quant_conv"))?)
         } else {
             None
         };
