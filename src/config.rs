@@ -23,6 +23,9 @@ pub struct Config {
     pub generation: GenerationConfig,
     pub ui: UiConfig,
     pub session: SessionConfig,
+    /// Key map overrides: action name → keys ("q", "ctrl-c", "shift-tab", ...). The app validates
+    /// the action names and key syntax.
+    pub keys: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -455,7 +458,8 @@ fn apply_layer(
     Ok(())
 }
 
-/// Every key of `layer` must exist in the defaults with a value of the same kind.
+/// Every key of `layer` must exist in the defaults with a value of the same kind. `[keys]` is
+/// free-form (its entries are checked when the config is deserialized and by the app).
 fn check_layer(
     layer: &toml::Table,
     defaults: &toml::Table,
@@ -482,6 +486,20 @@ fn check_layer(
             message,
         };
         match (default, value) {
+            (toml::Value::Table(_), toml::Value::Table(_)) if dotted == "keys" => {
+                for (action, keys) in value.as_table().into_iter().flatten() {
+                    let ok = keys
+                        .as_array()
+                        .is_some_and(|list| list.iter().all(toml::Value::is_str));
+                    if !ok {
+                        return Err(ConfigError::Invalid {
+                            key: format!("keys.{action}"),
+                            origin: origin.to_string(),
+                            message: "expected a list of keys, e.g. [\"q\", \"ctrl-q\"]".into(),
+                        });
+                    }
+                }
+            }
             (toml::Value::Table(d), toml::Value::Table(v)) => check_layer(v, d, &dotted, origin)?,
             (toml::Value::Table(_), other) => {
                 return Err(invalid(format!(
@@ -556,8 +574,14 @@ fn merge(
             format!("{prefix}.{key}")
         };
         match (merged.get_mut(&key), value) {
-            (Some(toml::Value::Table(target)), toml::Value::Table(sub)) => {
+            (Some(toml::Value::Table(target)), toml::Value::Table(sub)) if dotted != "keys" => {
                 merge(target, sub, &dotted, origin, origins);
+            }
+            (Some(toml::Value::Table(target)), toml::Value::Table(sub)) => {
+                for (action, keys) in sub {
+                    origins.insert(format!("keys.{action}"), origin.to_string());
+                    target.insert(action, keys);
+                }
             }
             (Some(toml::Value::Float(_)), toml::Value::Integer(i)) => {
                 origins.insert(dotted, origin.to_string());
@@ -613,6 +637,7 @@ mod tests {
         assert_eq!(config.ui.image_protocol, ImageProtocol::Auto);
         assert_eq!(config.ui.telemetry_hz, 4.0);
         assert!(config.session.autosave);
+        assert!(config.keys.is_empty());
         assert_eq!(config.max_vram_bytes(), None);
         assert_eq!(
             config.sampler_config().interval,
@@ -657,7 +682,11 @@ mod tests {
             "user.toml",
             "[generation]\nsteps = 8\nwidth = 512\n[ui]\ntheme = \"light\"\ntelemetry_hz = 10\n",
         );
-        let explicit = write(dir.path(), "explicit.toml", "[generation]\nsteps = 6\n");
+        let explicit = write(
+            dir.path(),
+            "explicit.toml",
+            "[generation]\nsteps = 6\n[keys]\nquit = [\"q\", \"ctrl-q\"]\n",
+        );
         let args = ConfigArgs {
             theme: Some("high-contrast".into()),
             no_autosave: true,
@@ -683,6 +712,10 @@ mod tests {
             ModelSpec::RandomWeights {
                 preset: "turbo".into()
             }
+        );
+        assert_eq!(
+            config.keys.get("quit"),
+            Some(&vec!["q".to_string(), "ctrl-q".to_string()])
         );
     }
 
@@ -745,7 +778,7 @@ mod tests {
             ("[model]\ndevice = \"tpu\"\n", "model.device"),
             ("[model]\nmax_vram_gib = -1\n", "model.max_vram_gib"),
             ("ui = 3\n", "expected a section"),
-            ("[keys]\nquit = [\"q\"]\n", "unknown config key `keys`"),
+            ("[keys]\nquit = \"q\"\n", "keys.quit"),
             ("[ui]\nimage_protocol = \"kity\"\n", "ui.image_protocol` in"),
             ("[model]\ndtype = \"f8\"\n", "\"f8\" is not one of auto, f32"),
             ("[generation\n", "not valid TOML"),

@@ -68,7 +68,7 @@ fn fetch_then_models_verify_finds_a_bad_file() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success());
     assert!(
-        stdout.contains("huggingface cache") && stdout.contains("[default]") && stdout.contains("complete"),
+        stdout.contains("Hugging Face cache") && stdout.contains("[default]") && stdout.contains("complete"),
         "{stdout}"
     );
     assert!(stdout.contains("F32"), "{stdout}");

@@ -219,3 +219,66 @@ fn a_changed_source_or_damaged_cache_is_not_used() {
     std::fs::remove_file(cache.dir.join(PROVENANCE_FILE)).unwrap();
     assert_eq!(converted_cache_for(&component, "bf16"), None);
 }
+
+/// The loader's hook: a bf16 load of the fixture checkpoint reads the cache, an f32 load the
+/// original shards, and both give the same bf16 values.
+#[test]
+fn the_loader_reads_the_cache_for_bf16_loads_only() {
+    use zimage_tui::model::loader::validate_dir;
+    let root = tempfile::tempdir().unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny");
+    copy_tree(&fixture, root.path());
+    let layout = validate_dir(root.path()).unwrap();
+    assert_eq!(
+        layout.transformer.weights_for(DType::BF16),
+        layout.transformer.weights,
+        "no cache yet"
+    );
+
+    let cache = convert_component(&layout.transformer.dir, &mut |_, _, _| {}).unwrap();
+    let layout = validate_dir(root.path()).unwrap();
+    let bf16_files = layout.transformer.weights_for(DType::BF16);
+    assert_eq!(bf16_files.len(), 3);
+    assert!(
+        bf16_files.iter().all(|f| f.starts_with(&cache.dir)),
+        "{bf16_files:?}"
+    );
+    assert_eq!(
+        layout.transformer.weights_for(DType::F32),
+        layout.transformer.weights
+    );
+    assert_eq!(
+        layout.vae.weights_for(DType::BF16),
+        layout.vae.weights,
+        "vae was not converted"
+    );
+
+    for (original, cached) in layout.transformer.weights.iter().zip(&bf16_files) {
+        let original = candle_core::safetensors::load(original, &Device::Cpu).unwrap();
+        let cached = candle_core::safetensors::load(cached, &Device::Cpu).unwrap();
+        for (name, tensor) in original {
+            let want = tensor
+                .to_dtype(DType::BF16)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<bf16>()
+                .unwrap();
+            let got = cached[&name].flatten_all().unwrap().to_vec1::<bf16>().unwrap();
+            let bits = |v: &[bf16]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{name}");
+        }
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

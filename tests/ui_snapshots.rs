@@ -308,6 +308,7 @@ fn finished_no_gpu() -> AppState {
             Action::GpuUnavailable {
                 reason: "NVML not available (no NVIDIA driver)".into(),
                 process_rss_bytes: Some((300 + i * 5) << 20),
+                memory_total_bytes: Some(16 << 30),
             },
         );
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crossterm::event::KeyEvent;
 
-use super::state::{GpuReading, QueueEntry};
+use super::state::{GpuReading, LogLevel, QueueEntry};
 use crate::worker::{Command, Event};
 
 /// A user command, bound to keys in `keymap`. Fieldless so the keymap can be a static table.
@@ -57,12 +57,97 @@ pub enum Intent {
     ConfirmNo,
 }
 
+impl Intent {
+    pub const ALL: [Intent; 34] = [
+        Intent::Quit,
+        Intent::Interrupt,
+        Intent::ToggleHelp,
+        Intent::FocusNext,
+        Intent::FocusPrev,
+        Intent::Up,
+        Intent::Down,
+        Intent::Top,
+        Intent::Bottom,
+        Intent::QueueDraft,
+        Intent::EditPrompt,
+        Intent::EditField,
+        Intent::EditJob,
+        Intent::DuplicateJob,
+        Intent::DeleteJob,
+        Intent::MoveJobUp,
+        Intent::MoveJobDown,
+        Intent::RerunJob,
+        Intent::CancelJob,
+        Intent::TogglePause,
+        Intent::SaveSession,
+        Intent::LoadSession,
+        Intent::StepsUp,
+        Intent::StepsDown,
+        Intent::NextSize,
+        Intent::ToggleSeed,
+        Intent::FinishInsert,
+        Intent::HistoryPrev,
+        Intent::HistoryNext,
+        Intent::SubmitLine,
+        Intent::CancelLine,
+        Intent::ClearLine,
+        Intent::ConfirmYes,
+        Intent::ConfirmNo,
+    ];
+
+    /// The action's name in the config's `[keys]` table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Intent::Quit => "quit",
+            Intent::Interrupt => "interrupt",
+            Intent::ToggleHelp => "help",
+            Intent::FocusNext => "next_pane",
+            Intent::FocusPrev => "prev_pane",
+            Intent::Up => "up",
+            Intent::Down => "down",
+            Intent::Top => "top",
+            Intent::Bottom => "bottom",
+            Intent::QueueDraft => "add_job",
+            Intent::EditPrompt => "type_prompt",
+            Intent::EditField => "edit_field",
+            Intent::EditJob => "edit_job",
+            Intent::DuplicateJob => "duplicate_job",
+            Intent::DeleteJob => "delete_job",
+            Intent::MoveJobUp => "move_job_up",
+            Intent::MoveJobDown => "move_job_down",
+            Intent::RerunJob => "rerun_job",
+            Intent::CancelJob => "cancel_job",
+            Intent::TogglePause => "pause",
+            Intent::SaveSession => "save_session",
+            Intent::LoadSession => "load_session",
+            Intent::StepsUp => "steps_up",
+            Intent::StepsDown => "steps_down",
+            Intent::NextSize => "next_size",
+            Intent::ToggleSeed => "toggle_seed",
+            Intent::FinishInsert => "done_typing",
+            Intent::HistoryPrev => "older_prompt",
+            Intent::HistoryNext => "newer_prompt",
+            Intent::SubmitLine => "accept",
+            Intent::CancelLine => "cancel_input",
+            Intent::ClearLine => "clear_input",
+            Intent::ConfirmYes => "confirm_quit",
+            Intent::ConfirmNo => "keep_running",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Intent> {
+        Intent::ALL.into_iter().find(|i| i.name() == name.trim())
+    }
+}
+
 /// A session read from disk, already adapted to the app's types.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadedSession {
     pub path: PathBuf,
     pub jobs: Vec<QueueEntry>,
     pub prompt_history: Vec<String>,
+    /// Size, steps and seed for new jobs, as saved.
+    pub settings: Option<crate::session::SessionSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +167,13 @@ pub enum Action {
     GpuUnavailable {
         reason: String,
         process_rss_bytes: Option<u64>,
+        /// The machine's memory, the scale for the process-memory sparkline.
+        memory_total_bytes: Option<u64>,
+    },
+    /// A warning or error logged anywhere in the app (tracing), for the log pane.
+    LogLine {
+        level: LogLevel,
+        text: String,
     },
     /// Render tick: advances the clock used for elapsed times.
     Tick {

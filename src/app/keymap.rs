@@ -1,6 +1,9 @@
 //! The one keymap: it resolves keys to `Intent`s, and the status-bar hints, the help overlay and
 //! the README's key table are generated from it, so they cannot drift apart.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::action::Intent;
@@ -133,10 +136,10 @@ impl KeyChord {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Binding {
     pub context: Context,
-    pub keys: &'static [KeyChord],
+    pub keys: Cow<'static, [KeyChord]>,
     pub intent: Intent,
     pub description: &'static str,
     /// Shown in the status bar (everything is shown in the help overlay).
@@ -163,7 +166,7 @@ const fn bind(
 ) -> Binding {
     Binding {
         context,
-        keys,
+        keys: Cow::Borrowed(keys),
         intent,
         description,
         hint,
@@ -173,8 +176,8 @@ const fn bind(
 use Context as C;
 use KeyChord as K;
 
-/// Every binding. Order: pane bindings win over global ones; hints appear in this order.
-pub static BINDINGS: &[Binding] = &[
+/// The default bindings. Order: pane bindings win over global ones; hints appear in this order.
+pub static DEFAULT_BINDINGS: &[Binding] = &[
     // Queue pane
     bind(
         C::Queue,
@@ -424,69 +427,236 @@ pub fn active_contexts(state: &AppState) -> Vec<Context> {
     }
 }
 
-/// The intent bound to `key` in the current state, if any.
-pub fn resolve(state: &AppState, key: &KeyEvent) -> Option<Intent> {
-    if key.kind == KeyEventKind::Release {
-        return None;
-    }
-    let contexts = active_contexts(state);
-    contexts.iter().find_map(|ctx| {
-        BINDINGS
-            .iter()
-            .filter(|b| b.context == *ctx)
-            .find(|b| b.keys.iter().any(|k| k.matches(key)))
-            .map(|b| b.intent)
-    })
+/// The bindings in use: the defaults with the config's `[keys]` overrides applied.
+#[derive(Debug, Clone)]
+pub struct Keymap {
+    bindings: Vec<Binding>,
 }
 
-/// Status-bar hints for the current state: (keys, description), in keymap order.
-pub fn hints(state: &AppState) -> Vec<(String, &'static str)> {
-    let mut out = Vec::new();
-    for ctx in active_contexts(state) {
-        for b in BINDINGS.iter().filter(|b| b.context == ctx && b.hint) {
-            // A pane binding hides a global one on the same key; show each intent once.
-            if !out.iter().any(|(_, d)| *d == b.description) {
-                out.push((b.keys_label(), b.description));
+impl Default for Keymap {
+    fn default() -> Self {
+        Self {
+            bindings: DEFAULT_BINDINGS.to_vec(),
+        }
+    }
+}
+
+impl Keymap {
+    /// Applies `[keys]` overrides: `action = ["key", ...]` replaces that action's keys in every
+    /// context it is bound in. Unknown actions, bad key names and clashes are errors.
+    pub fn with_overrides(overrides: &BTreeMap<String, Vec<String>>) -> Result<Self, String> {
+        let mut keymap = Self::default();
+        for (name, keys) in overrides {
+            let Some(intent) = Intent::from_name(name) else {
+                let known: Vec<&str> = Intent::ALL.iter().map(|i| i.name()).collect();
+                return Err(format!(
+                    "[keys] `{name}` is not an action (actions: {})",
+                    known.join(", ")
+                ));
+            };
+            if keys.is_empty() {
+                return Err(format!("[keys] `{name}` has no keys"));
+            }
+            let chords = keys
+                .iter()
+                .map(|k| parse_key(k).map_err(|e| format!("[keys] `{name}`: {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            for binding in keymap.bindings.iter_mut().filter(|b| b.intent == intent) {
+                binding.keys = Cow::Owned(chords.clone());
             }
         }
+        keymap.check_clashes()?;
+        Ok(keymap)
     }
-    out
-}
 
-/// Bindings grouped by context, for the help overlay and the README.
-pub fn sections() -> Vec<(Context, Vec<&'static Binding>)> {
-    Context::ALL
-        .iter()
-        .map(|ctx| {
-            (
-                *ctx,
-                BINDINGS.iter().filter(|b| b.context == *ctx).collect::<Vec<_>>(),
-            )
-        })
-        .filter(|(_, bindings)| !bindings.is_empty())
-        .collect()
-}
-
-/// The key map as a Markdown table (the README embeds this; a test keeps them equal).
-pub fn markdown_table() -> String {
-    let mut out = String::from("| where | keys | action |\n|---|---|---|\n");
-    for (ctx, bindings) in sections() {
-        for b in bindings {
-            let keys = b
-                .keys
+    /// Two actions on one key where both are looked up together would hide one of them.
+    fn check_clashes(&self) -> Result<(), String> {
+        let lookups: [&[Context]; 6] = [
+            &[Context::Queue, Context::Global],
+            &[Context::Editor, Context::Global],
+            &[Context::Insert],
+            &[Context::LineInput],
+            &[Context::ConfirmQuit],
+            &[Context::Help],
+        ];
+        for contexts in lookups {
+            let bindings: Vec<&Binding> = self
+                .bindings
                 .iter()
-                .map(|k| format!("`{}`", k.label()))
-                .collect::<Vec<_>>()
-                .join(" ");
-            out.push_str(&format!(
-                "| {} | {} | {} |\n",
-                ctx.title(),
-                keys.replace('|', "\\|"),
-                b.description
-            ));
+                .filter(|b| contexts.contains(&b.context))
+                .collect();
+            for (i, a) in bindings.iter().enumerate() {
+                for b in &bindings[i + 1..] {
+                    // A pane binding may deliberately shadow a global one (Enter in the queue).
+                    if a.intent == b.intent || a.context != b.context {
+                        continue;
+                    }
+                    if let Some(k) = a.keys.iter().find(|k| b.keys.contains(k)) {
+                        return Err(format!(
+                            "[keys] `{}` is bound to both `{}` and `{}` ({})",
+                            k.label(),
+                            a.intent.name(),
+                            b.intent.name(),
+                            a.context.title()
+                        ));
+                    }
+                }
+            }
         }
+        Ok(())
     }
-    out
+
+    pub fn bindings(&self) -> &[Binding] {
+        &self.bindings
+    }
+
+    /// The intent bound to `key` in the current state, if any.
+    pub fn resolve(&self, state: &AppState, key: &KeyEvent) -> Option<Intent> {
+        if key.kind == KeyEventKind::Release {
+            return None;
+        }
+        active_contexts(state).iter().find_map(|ctx| {
+            self.bindings
+                .iter()
+                .filter(|b| b.context == *ctx)
+                .find(|b| b.keys.iter().any(|k| k.matches(key)))
+                .map(|b| b.intent)
+        })
+    }
+
+    /// Status-bar hints for the current state: (keys, description), in keymap order.
+    pub fn hints(&self, state: &AppState) -> Vec<(String, &'static str)> {
+        let mut out: Vec<(String, &'static str)> = Vec::new();
+        for ctx in active_contexts(state) {
+            for b in self.bindings.iter().filter(|b| b.context == ctx && b.hint) {
+                // A pane binding hides a global one on the same key; show each intent once.
+                if !out.iter().any(|(_, d)| *d == b.description) {
+                    out.push((b.keys_label(), b.description));
+                }
+            }
+        }
+        out
+    }
+
+    /// Bindings grouped by context, for the help overlay and the README.
+    pub fn sections(&self) -> Vec<(Context, Vec<&Binding>)> {
+        Context::ALL
+            .iter()
+            .map(|ctx| {
+                (
+                    *ctx,
+                    self.bindings
+                        .iter()
+                        .filter(|b| b.context == *ctx)
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .filter(|(_, bindings)| !bindings.is_empty())
+            .collect()
+    }
+
+    /// The key map as a Markdown table (the README embeds the default one; a test keeps them
+    /// equal).
+    pub fn markdown_table(&self) -> String {
+        let mut out = String::from("| where | keys | action | config name |\n|---|---|---|---|\n");
+        for (ctx, bindings) in self.sections() {
+            for b in bindings {
+                let keys = b
+                    .keys
+                    .iter()
+                    .map(|k| format!("`{}`", k.label()))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                out.push_str(&format!(
+                    "| {} | {} | {} | `{}` |\n",
+                    ctx.title(),
+                    keys.replace('|', "\\|"),
+                    b.description,
+                    b.intent.name()
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// The intent bound to `key` in the current state (the state's keymap), if any.
+pub fn resolve(state: &AppState, key: &KeyEvent) -> Option<Intent> {
+    state.keymap.resolve(state, key)
+}
+
+/// Status-bar hints for the current state.
+pub fn hints(state: &AppState) -> Vec<(String, &'static str)> {
+    state.keymap.hints(state)
+}
+
+/// Parses a key name from the config: "q", "Q", "ctrl-c", "alt-up", "shift-tab", "enter",
+/// "esc", "space", "f5", "pageup", ...
+pub fn parse_key(text: &str) -> Result<KeyChord, String> {
+    let mut modifiers = KeyModifiers::NONE;
+    let mut rest = text.trim();
+    loop {
+        let lower = rest.to_ascii_lowercase();
+        let (prefix, modifier) = if lower.starts_with("ctrl-") || lower.starts_with("ctrl+") {
+            (5, KeyModifiers::CONTROL)
+        } else if lower.starts_with("alt-") || lower.starts_with("alt+") {
+            (4, KeyModifiers::ALT)
+        } else if lower.starts_with("shift-") || lower.starts_with("shift+") {
+            (6, KeyModifiers::SHIFT)
+        } else {
+            break;
+        };
+        if rest.len() == prefix {
+            break;
+        }
+        modifiers |= modifier;
+        rest = &rest[prefix..];
+    }
+    let mut chars = rest.chars();
+    let code = match (chars.next(), chars.next()) {
+        (Some(c), None) => {
+            // Ctrl-letters match lowercase; shift is part of the character for letters.
+            if modifiers.contains(KeyModifiers::CONTROL) {
+                KeyCode::Char(c.to_ascii_lowercase())
+            } else {
+                KeyCode::Char(c)
+            }
+        }
+        _ => match rest.to_ascii_lowercase().as_str() {
+            "enter" | "return" => KeyCode::Enter,
+            "esc" | "escape" => KeyCode::Esc,
+            "tab" if modifiers.contains(KeyModifiers::SHIFT) => {
+                modifiers.remove(KeyModifiers::SHIFT);
+                KeyCode::BackTab
+            }
+            "tab" => KeyCode::Tab,
+            "backtab" => KeyCode::BackTab,
+            "space" => KeyCode::Char(' '),
+            "backspace" => KeyCode::Backspace,
+            "delete" | "del" => KeyCode::Delete,
+            "insert" | "ins" => KeyCode::Insert,
+            "home" => KeyCode::Home,
+            "end" => KeyCode::End,
+            "pageup" | "pgup" => KeyCode::PageUp,
+            "pagedown" | "pgdn" => KeyCode::PageDown,
+            "up" => KeyCode::Up,
+            "down" => KeyCode::Down,
+            "left" => KeyCode::Left,
+            "right" => KeyCode::Right,
+            other => match other.strip_prefix('f').and_then(|n| n.parse::<u8>().ok()) {
+                Some(n) if (1..=24).contains(&n) => KeyCode::F(n),
+                _ => {
+                    return Err(format!(
+                        "\"{text}\" is not a key (e.g. \"q\", \"ctrl-c\", \"shift-tab\", \"f5\")"
+                    ))
+                }
+            },
+        },
+    };
+    if matches!(code, KeyCode::Char(_)) {
+        modifiers.remove(KeyModifiers::SHIFT);
+    }
+    Ok(KeyChord { code, modifiers })
 }
 
 #[cfg(test)]
@@ -603,10 +773,10 @@ mod tests {
         // Within each lookup path, a key must resolve to the first binding only on purpose:
         // a duplicate inside one context would make a binding unreachable.
         for ctx in Context::ALL {
-            let bindings: Vec<_> = BINDINGS.iter().filter(|b| b.context == ctx).collect();
+            let bindings: Vec<_> = DEFAULT_BINDINGS.iter().filter(|b| b.context == ctx).collect();
             for (i, a) in bindings.iter().enumerate() {
                 for b in &bindings[i + 1..] {
-                    for k in a.keys {
+                    for k in a.keys.iter() {
                         assert!(!b.keys.contains(k), "{:?} bound twice in {:?}", k, ctx);
                     }
                 }
@@ -616,7 +786,7 @@ mod tests {
 
     #[test]
     fn every_binding_is_reachable_from_its_context() {
-        for b in BINDINGS {
+        for b in DEFAULT_BINDINGS {
             let mut s = state();
             match b.context {
                 Context::Global => s.focus = Pane::Log,
@@ -627,7 +797,7 @@ mod tests {
                 Context::ConfirmQuit => s.mode = Mode::ConfirmQuit,
                 Context::Help => s.mode = Mode::Help,
             }
-            for k in b.keys {
+            for k in b.keys.iter() {
                 let ev = KeyEvent::new(k.code, k.modifiers);
                 assert_eq!(
                     resolve(&s, &ev),
@@ -655,15 +825,88 @@ mod tests {
 
     #[test]
     fn markdown_table_lists_every_binding() {
-        let table = markdown_table();
-        assert_eq!(table.lines().count(), 2 + BINDINGS.len());
-        assert!(table.contains("| Queue pane | `K` `S-↑` | move up |"));
+        let table = Keymap::default().markdown_table();
+        assert_eq!(table.lines().count(), 2 + DEFAULT_BINDINGS.len());
+        assert!(table.contains("| Queue pane | `K` `S-↑` | move up | `move_job_up` |"));
+    }
+}
+
+#[cfg(test)]
+mod override_tests {
+    use super::*;
+    use crate::app::state::Settings;
+
+    fn overrides(pairs: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn key_names_parse() {
+        assert_eq!(parse_key("q"), Ok(KeyChord::ch('q')));
+        assert_eq!(parse_key("Q"), Ok(KeyChord::ch('Q')));
+        assert_eq!(parse_key("ctrl-Q"), Ok(KeyChord::ctrl('q')));
+        assert_eq!(parse_key("alt-up"), Ok(KeyChord::alt(KeyCode::Up)));
+        assert_eq!(parse_key("shift-tab"), Ok(KeyChord::plain(KeyCode::BackTab)));
+        assert_eq!(parse_key("f5"), Ok(KeyChord::plain(KeyCode::F(5))));
+        assert_eq!(parse_key("-"), Ok(KeyChord::ch('-')));
+        assert_eq!(
+            parse_key("ctrl--"),
+            Ok(KeyChord {
+                code: KeyCode::Char('-'),
+                modifiers: KeyModifiers::CONTROL
+            })
+        );
+        assert!(parse_key("ctrl-").is_err());
+        assert!(parse_key("hyper-x").is_err());
+        assert!(parse_key("f99").is_err());
+    }
+
+    #[test]
+    fn an_override_replaces_the_keys_and_the_hints_follow() {
+        let keymap = Keymap::with_overrides(&overrides(&[("quit", &["ctrl-q", "x"])])).unwrap();
+        let mut state = AppState::new(Settings::default(), 1);
+        state.keymap = keymap;
+        state.focus = Pane::Log;
+        let q = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE);
+        let ctrl_q = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::CONTROL);
+        assert_eq!(resolve(&state, &q), None);
+        assert_eq!(resolve(&state, &ctrl_q), Some(Intent::Quit));
+        assert!(hints(&state).contains(&("Ctrl-q/x".to_string(), "quit")));
+    }
+
+    #[test]
+    fn bad_overrides_are_refused_with_the_reason() {
+        let unknown = Keymap::with_overrides(&overrides(&[("explode", &["x"])])).unwrap_err();
+        assert!(
+            unknown.contains("not an action") && unknown.contains("add_job"),
+            "{unknown}"
+        );
+        let bad_key = Keymap::with_overrides(&overrides(&[("quit", &["hyper-x"])])).unwrap_err();
+        assert!(bad_key.contains("not a key"), "{bad_key}");
+        let no_keys = Keymap::with_overrides(&overrides(&[("quit", &[])])).unwrap_err();
+        assert!(no_keys.contains("no keys"));
+        let clash = Keymap::with_overrides(&overrides(&[("quit", &["a"])])).unwrap_err();
+        assert!(clash.contains("`a`") && clash.contains("add_job"), "{clash}");
+    }
+
+    #[test]
+    fn every_intent_name_round_trips() {
+        for intent in Intent::ALL {
+            assert_eq!(Intent::from_name(intent.name()), Some(intent));
+        }
+        // Every bound intent has a name users can override.
+        for b in DEFAULT_BINDINGS {
+            assert!(Intent::ALL.contains(&b.intent));
+        }
     }
 }
 
 #[cfg(test)]
 mod readme {
-    use super::markdown_table;
+    use super::Keymap;
 
     const START: &str = "<!-- keymap:start (generated from src/app/keymap.rs; a test checks it) -->\n";
     const END: &str = "<!-- keymap:end -->";
@@ -677,7 +920,7 @@ mod readme {
             panic!("README.md lacks the keymap markers");
         };
         let current = &readme[start + START.len()..end];
-        let expected = markdown_table();
+        let expected = Keymap::default().markdown_table();
         if current != expected {
             if std::env::var_os("UPDATE_README").is_some() {
                 let updated = format!("{}{expected}{}", &readme[..start + START.len()], &readme[end..]);

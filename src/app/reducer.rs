@@ -42,7 +42,9 @@ pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
         Action::GpuUnavailable {
             reason,
             process_rss_bytes,
+            memory_total_bytes,
         } => {
+            state.gpu.memory_total_bytes = memory_total_bytes;
             state.gpu.reading = None;
             state.gpu.unavailable = Some(reason);
             state.gpu.process_rss_bytes = process_rss_bytes;
@@ -50,6 +52,7 @@ pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
                 push_history(state, rss);
             }
         }
+        Action::LogLine { level, text } => state.push_log(level, text),
         Action::Tick { at } => state.now = state.now.max(at),
         Action::SessionLoaded(result) => session_loaded(state, result),
         Action::SessionSaved(Ok(path)) => {
@@ -515,9 +518,6 @@ fn worker_event(state: &mut AppState, event: Event, at: Duration) {
                 if stage == Stage::Denoise && run.stage == Some(Stage::Encode) {
                     run.encode_secs = Some(secs_between(run.stage_started_at, at));
                 }
-                if stage == Stage::Decode {
-                    run.decode_started_at = Some(at);
-                }
                 run.stage = Some(stage);
                 run.stage_started_at = at;
             }
@@ -549,9 +549,7 @@ fn worker_event(state: &mut AppState, event: Event, at: Duration) {
             let total_secs = run.as_ref().map_or(output.timings.total().as_secs_f64(), |r| {
                 secs_between(r.started_at, at)
             });
-            let save_secs = run.as_ref().and_then(|r| r.decode_started_at).map(|decode_at| {
-                (secs_between(decode_at, at) - output.timings.decode.as_secs_f64()).max(0.0)
-            });
+            let save_secs = Some(output.save.as_secs_f64());
             for warning in &output.warnings {
                 state.push_log(LogLevel::Warn, format!("Job #{job}: {warning}"));
             }
@@ -640,6 +638,11 @@ fn session_loaded(state: &mut AppState, result: Result<LoadedSession, String>) {
                 })
                 .collect();
             state.next_id = state.queue.iter().map(|j| j.id).max().unwrap_or(0) + 1;
+            if let Some(settings) = session.settings {
+                let draft = &mut state.draft;
+                (draft.width, draft.height, draft.steps, draft.seed) =
+                    (settings.width, settings.height, settings.steps, settings.seed);
+            }
             state.selected = 0;
             state.draft.editing = None;
             for prompt in session

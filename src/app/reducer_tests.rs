@@ -227,7 +227,7 @@ fn one_job_runs_at_a_time_and_the_next_starts_when_it_finishes() {
     assert_eq!(s.queue[0].peak_vram_bytes, Some(3 << 30));
     let last = s.last_run.as_ref().unwrap();
     assert!(
-        (last.save_secs.unwrap() - 0.1).abs() < 1e-9,
+        (last.save_secs.unwrap() - 0.01).abs() < 1e-9,
         "{:?}",
         last.save_secs
     );
@@ -487,6 +487,7 @@ fn a_loaded_session_replaces_the_queue_and_requeues_interrupted_jobs() {
             job(9, JobStatus::Running { step: 2, total: 4 }),
         ],
         prompt_history: vec!["older".into()],
+        settings: None,
     };
     update(&mut s, Action::SessionLoaded(Ok(session)));
     assert_eq!(s.queue[1].status, JobStatus::Queued);
@@ -577,6 +578,7 @@ fn gpu_history_is_bounded() {
         Action::GpuUnavailable {
             reason: "NVML not found".into(),
             process_rss_bytes: Some(5),
+            memory_total_bytes: Some(100),
         },
     );
     assert!(s.gpu.reading.is_none());

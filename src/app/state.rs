@@ -11,6 +11,7 @@ use crate::model::{RgbImage, Stage, StageTimings};
 use crate::worker::{FailureKind, JobId};
 
 use super::editor::Draft;
+use super::keymap::Keymap;
 
 /// The panes Tab cycles through, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,13 +92,8 @@ impl LineInputPurpose {
     }
 }
 
-/// A job's seed as the user chose it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum SeedChoice {
-    /// Drawn when the job starts.
-    Random,
-    Fixed(u64),
-}
+/// A job's seed as the user chose it: drawn when the job starts, or fixed (the session's type).
+pub use crate::session::SeedChoice;
 
 impl std::fmt::Display for SeedChoice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,7 +162,6 @@ pub struct RunProgress {
     pub step_secs: Vec<f64>,
     /// Encode wall time, known once denoising starts.
     pub encode_secs: Option<f64>,
-    pub decode_started_at: Option<Duration>,
     /// Cancel was sent; the worker stops at the next check.
     pub cancel_requested: bool,
     /// Highest device memory seen by the GPU sampler while this job ran.
@@ -242,6 +237,8 @@ pub struct GpuView {
     pub unavailable: Option<String>,
     /// This process's resident memory, shown when there is no GPU telemetry.
     pub process_rss_bytes: Option<u64>,
+    /// The machine's memory, when there is no GPU telemetry.
+    pub memory_total_bytes: Option<u64>,
     /// Memory used (bytes), oldest first, one entry per sample.
     pub history: VecDeque<u64>,
 }
@@ -328,6 +325,8 @@ pub struct AppState {
     pub quitting: bool,
     /// State of the seed generator (splitmix64), seeded by the caller.
     pub rng_state: u64,
+    /// The key bindings (defaults + config overrides): resolves keys, generates hints and help.
+    pub keymap: Keymap,
 }
 
 impl AppState {
@@ -359,6 +358,7 @@ impl AppState {
             revision: 0,
             quitting: false,
             rng_state: rng_seed,
+            keymap: Keymap::default(),
         }
     }
 

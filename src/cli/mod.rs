@@ -5,6 +5,8 @@
 pub mod fetch;
 pub mod gen;
 pub mod models;
+pub mod tui;
+mod tui_seams;
 
 use std::process::ExitCode;
 
@@ -39,10 +41,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Commands::Gen(args)) => gen::run(args),
         Some(Commands::Models(args)) => models::run(args),
         Some(Commands::Fetch(args)) => fetch::run(args),
-        None => {
-            eprintln!("the dashboard is not available in this build yet; try `zimage-tui gen --prompt TEXT`");
-            ExitCode::from(2)
-        }
+        None => tui::run(cli.config),
     }
 }
 

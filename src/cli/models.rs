@@ -9,8 +9,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::fetch::human_bytes;
 use crate::fetch::convert::convert_component;
-use crate::fetch::env::process_env;
-use crate::fetch::inspect::{self, CheckpointReport, Found, VerifyBasis};
+use crate::fetch::inspect::{self, CheckpointReport, VerifyBasis};
+use crate::model::loader::{self, FoundModel};
 
 #[derive(Debug, clap::Args)]
 pub struct ModelsArgs {
@@ -40,17 +40,16 @@ struct Entry {
 }
 
 pub fn run(args: ModelsArgs) -> ExitCode {
-    let found = inspect::find_checkpoints(args.model.as_deref(), &process_env);
     if let Some(dir) = &args.model {
-        if !found.iter().any(|f| &f.dir == dir) {
+        if !dir.is_dir() {
             eprintln!("error: --model {}: not a directory", dir.display());
             return ExitCode::from(2);
         }
     }
+    // The loader's discovery: the same candidates, order and default that `gen` and the
+    // dashboard use.
+    let found = loader::discover(&loader::SearchPaths::from_env(args.model.clone()));
     let mut entries: Vec<Entry> = found.into_iter().map(describe).collect();
-    if let Some(default) = entries.iter_mut().find(|e| e.complete) {
-        default.default = true;
-    }
     let mut failed = false;
     if args.verify {
         for entry in &mut entries {
@@ -67,7 +66,7 @@ pub fn run(args: ModelsArgs) -> ExitCode {
         }
     }
     if let Some(dtype) = &args.convert {
-        match entries.iter().find(|e| e.default) {
+        match entries.iter().find(|e| e.default && e.complete) {
             None => {
                 eprintln!("error: --convert needs a complete checkpoint; none was found");
                 failed = true;
@@ -97,12 +96,17 @@ pub fn run(args: ModelsArgs) -> ExitCode {
     }
 }
 
-fn describe(found: Found) -> Entry {
-    let report = inspect::inspect_dir(&found.dir);
+fn describe(found: FoundModel) -> Entry {
+    let mut report = inspect::inspect_dir(&found.path);
+    if let Some(problem) = found.problem {
+        if report.problems.is_empty() {
+            report.problems.push(problem);
+        }
+    }
     Entry {
-        origin: found.origin,
-        default: false,
-        complete: report.complete(),
+        origin: found.source.to_string(),
+        default: found.default,
+        complete: found.valid && report.complete(),
         report,
         verify: None,
     }

@@ -10,6 +10,7 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
+use half::slice::HalfFloatSliceExt;
 use serde::{Deserialize, Serialize};
 
 use super::error::{FetchError, Result};
@@ -294,31 +295,45 @@ pub fn convert_safetensors(source: &Path, target: &Path, on_bytes: &mut dyn FnMu
         .map_err(io_out)?;
     output.write_all(&header_bytes).map_err(io_out)?;
     let mut buffer = Vec::new();
-    let mut converted = Vec::new();
+    let mut floats: Vec<f32> = Vec::new();
+    let mut halves: Vec<half::bf16> = Vec::new();
     for tensor in &tensors {
         let len = (tensor.end - tensor.begin) as usize;
-        buffer.resize(len, 0);
         input
             .seek(SeekFrom::Start(data_start + tensor.begin))
             .map_err(io_in)?;
-        input.read_exact(&mut buffer).map_err(|e| {
+        let cut_short = |e: std::io::Error| {
             FetchError::Invalid(format!(
                 "{}: tensor {} is cut short ({e})",
                 source.display(),
                 tensor.name
             ))
-        })?;
+        };
         if tensor.dtype == "F32" {
             if len % 4 != 0 {
                 return Err(bad(&tensor.name));
             }
-            converted.clear();
-            converted.extend(buffer.chunks_exact(4).flat_map(|b| {
-                let value = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                half::bf16::from_f32(value).to_bits().to_le_bytes()
-            }));
-            output.write_all(&converted).map_err(io_out)?;
+            // Read straight into f32s (aligned), cast in bulk with `half`'s slice conversion.
+            floats.resize(len / 4, 0.0);
+            input
+                .read_exact(bytemuck::cast_slice_mut(&mut floats))
+                .map_err(cut_short)?;
+            if cfg!(target_endian = "big") {
+                floats
+                    .iter_mut()
+                    .for_each(|f| *f = f32::from_bits(f.to_bits().swap_bytes()));
+            }
+            halves.resize(floats.len(), half::bf16::ZERO);
+            halves.convert_from_f32_slice(&floats);
+            if cfg!(target_endian = "big") {
+                halves
+                    .iter_mut()
+                    .for_each(|h| *h = half::bf16::from_bits(h.to_bits().swap_bytes()));
+            }
+            output.write_all(bytemuck::cast_slice(&halves)).map_err(io_out)?;
         } else {
+            buffer.resize(len, 0);
+            input.read_exact(&mut buffer).map_err(cut_short)?;
             output.write_all(&buffer).map_err(io_out)?;
         }
         on_bytes(data_start + tensor.end);

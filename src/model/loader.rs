@@ -295,6 +295,28 @@ pub struct ComponentFiles {
     pub bytes: u64,
 }
 
+impl ComponentFiles {
+    /// The weight files to read for a load in `dtype`: the bf16 fast-load cache written by
+    /// `zimage-tui models --convert bf16` (`crate::fetch::convert`) when loading in bf16 and the
+    /// cache still matches this checkpoint, else the checkpoint's own files. The values are the
+    /// same either way (the cache holds exactly the cast a bf16 load does).
+    pub fn weights_for(&self, dtype: candle_core::DType) -> Vec<PathBuf> {
+        if dtype == candle_core::DType::BF16 {
+            if let Some(cache) = crate::fetch::convert::converted_cache_for(&self.dir, "bf16") {
+                let files: Vec<PathBuf> = self
+                    .weights
+                    .iter()
+                    .filter_map(|w| w.file_name().map(|n| cache.dir.join(n)))
+                    .collect();
+                if files.len() == self.weights.len() && files.iter().all(|f| f.is_file()) {
+                    return files;
+                }
+            }
+        }
+        self.weights.clone()
+    }
+}
+
 /// A checked diffusers-layout Z-Image directory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelLayout {

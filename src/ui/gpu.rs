@@ -98,14 +98,20 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, palette: &Palette) 
             Paragraph::new(Line::from(vec![
                 Span::styled("process memory ", dim),
                 Span::raw(gpu.process_rss_bytes.map_or("–".into(), bytes)),
+                Span::styled(
+                    gpu.memory_total_bytes
+                        .map_or(String::new(), |t| format!(" of {} RAM", bytes(t))),
+                    dim,
+                ),
             ])),
             third,
         );
-        frame.render_widget(
-            Sparkline::default()
-                .data(&history)
-                .style(Style::default().fg(palette.sparkline)),
-            spark,
-        );
+        let mut sparkline = Sparkline::default()
+            .data(&history)
+            .style(Style::default().fg(palette.sparkline));
+        if let Some(total) = gpu.memory_total_bytes {
+            sparkline = sparkline.max(total.max(1));
+        }
+        frame.render_widget(sparkline, spark);
     }
 }

@@ -9,9 +9,9 @@ use ratatui::Frame;
 
 use super::format::truncate;
 use super::Palette;
-use crate::app::keymap;
+use crate::app::keymap::Keymap;
 
-pub fn draw(frame: &mut Frame, screen: Rect, palette: &Palette) {
+pub fn draw(frame: &mut Frame, screen: Rect, keymap: &Keymap, palette: &Palette) {
     let area = screen.inner(ratatui::layout::Margin {
         horizontal: 2,
         vertical: 1,
@@ -26,7 +26,7 @@ pub fn draw(frame: &mut Frame, screen: Rect, palette: &Palette) {
 
     let heading = Style::default().fg(palette.accent).add_modifier(Modifier::BOLD);
     let mut entries: Vec<(Option<String>, String)> = Vec::new();
-    for (context, bindings) in keymap::sections() {
+    for (context, bindings) in keymap.sections() {
         if !entries.is_empty() {
             entries.push((None, String::new()));
         }

@@ -45,7 +45,7 @@ pub fn draw(frame: &mut Frame, state: &AppState, palette: &Palette) -> Drawn {
     log::draw(frame, areas.log, state, palette);
     status::draw_footer(frame, areas.footer, state, palette);
     match state.mode {
-        Mode::Help => help::draw(frame, area, palette),
+        Mode::Help => help::draw(frame, area, &state.keymap, palette),
         Mode::ConfirmQuit => status::draw_confirm_quit(frame, area, state, palette),
         _ => {}
     }

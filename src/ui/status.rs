@@ -129,7 +129,9 @@ pub fn draw_confirm_quit(frame: &mut Frame, screen: Rect, state: &AppState, pale
     let job = state
         .running_job()
         .map_or(String::new(), |id| format!("Job #{id} is running.\n"));
-    let options: Vec<String> = keymap::BINDINGS
+    let options: Vec<String> = state
+        .keymap
+        .bindings()
         .iter()
         .filter(|b| b.context == keymap::Context::ConfirmQuit && b.hint)
         .map(|b| format!("{}: {}", b.keys_label(), b.description))
