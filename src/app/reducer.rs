@@ -50,6 +50,9 @@ pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
             state.gpu.process_rss_bytes = process_rss_bytes;
             if let Some(rss) = process_rss_bytes {
                 push_history(state, rss);
+                if let Some(run) = &mut state.running {
+                    run.peak_memory_bytes = Some(run.peak_memory_bytes.unwrap_or(0).max(rss));
+                }
             }
         }
         Action::LogLine { level, text } => state.push_log(level, text),
@@ -574,6 +577,7 @@ fn worker_event(state: &mut AppState, event: Event, at: Duration) {
                 save_secs,
                 total_secs,
                 peak_vram_bytes: output.peak_vram_bytes,
+                peak_memory_sampled: run.as_ref().and_then(|r| r.peak_memory_bytes),
             });
             state.preview = Some(PreviewImage {
                 job,

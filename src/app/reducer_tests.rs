@@ -599,3 +599,29 @@ fn log_scrolls_up_from_the_bottom_and_is_bounded() {
     intent(&mut s, Intent::Bottom);
     assert_eq!(s.log_scroll, 0);
 }
+
+#[test]
+fn without_gpu_telemetry_the_job_peak_is_the_sampled_process_memory() {
+    let mut s = ready();
+    queue(&mut s, "one");
+    for rss in [100, 300, 200] {
+        update(
+            &mut s,
+            Action::GpuUnavailable {
+                reason: "cpu".into(),
+                process_rss_bytes: Some(rss),
+                memory_total_bytes: None,
+            },
+        );
+    }
+    assert_eq!(s.running.as_ref().unwrap().peak_memory_bytes, Some(300));
+    worker(
+        &mut s,
+        Event::Done {
+            job: 1,
+            output: output(1),
+        },
+        2000,
+    );
+    assert_eq!(s.last_run.as_ref().unwrap().peak_memory_sampled, Some(300));
+}

@@ -164,7 +164,7 @@ pub struct RunProgress {
     pub encode_secs: Option<f64>,
     /// Cancel was sent; the worker stops at the next check.
     pub cancel_requested: bool,
-    /// Highest device memory seen by the GPU sampler while this job ran.
+    /// Highest memory the sampler saw while this job ran (device, or process RSS without GPU).
     pub peak_memory_bytes: Option<u64>,
 }
 
@@ -198,6 +198,8 @@ pub struct FinishedRun {
     pub save_secs: Option<f64>,
     pub total_secs: f64,
     pub peak_vram_bytes: Option<u64>,
+    /// Highest memory the sampler saw during the job (device, or process RSS without GPU).
+    pub peak_memory_sampled: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -137,11 +137,12 @@ fn runs_table(md: &mut String, s: &RunsSection, mem: &str) {
     if let Some(t) = st.total_s {
         let _ = writeln!(
             md,
-            "\nTotal time: median {:.3} s, min {:.3} s, max {:.3} s, std dev {}.",
-            t.median,
-            t.min,
-            t.max,
-            t.std_dev.map_or_else(|| DASH.into(), |d| format!("{d:.3} s"))
+            "\nTotal time: median {} s, min {} s, max {} s, std dev {}.",
+            significant(t.median),
+            significant(t.min),
+            significant(t.max),
+            t.std_dev
+                .map_or_else(|| DASH.into(), |d| format!("{} s", significant(d)))
         );
     }
     md.push('\n');
@@ -206,7 +207,7 @@ fn soak_tables(md: &mut String, s: &SoakSection, mem: &str) {
         ),
         (
             "Time per image".into(),
-            range(&st.total_s, &|x| format!("{x:.3} s")),
+            range(&st.total_s, &|x| format!("{} s", significant(x))),
         ),
         (
             format!("{mem} in use after each image"),
@@ -267,7 +268,7 @@ fn summary(md: &mut String, r: &Report) {
             label,
             runs.stats
                 .total_s
-                .map_or_else(|| DASH.into(), |t| format!("{:.3} s", t.mean)),
+                .map_or_else(|| DASH.into(), |t| format!("{} s", significant(t.mean))),
         ));
         rows.push((
             format!("Peak {mem} at {}×{}", runs.width, runs.height),
@@ -357,12 +358,23 @@ fn count(n: u64) -> String {
     }
 }
 
+/// Seconds with about three significant digits (tiny demo runs stay readable).
 fn opt_s(v: Option<f64>) -> String {
-    v.map_or_else(|| DASH.into(), |s| format!("{s:.3}"))
+    v.map_or_else(|| DASH.into(), significant)
 }
 
+/// Milliseconds, same precision rule.
 fn opt_ms(v: Option<f64>) -> String {
-    v.map_or_else(|| DASH.into(), |s| format!("{:.1}", s * 1000.0))
+    v.map_or_else(|| DASH.into(), |s| significant(s * 1000.0))
+}
+
+fn significant(x: f64) -> String {
+    match x.abs() {
+        a if a >= 100.0 => format!("{x:.1}"),
+        a if a >= 1.0 || a == 0.0 => format!("{x:.3}"),
+        a if a >= 0.001 => format!("{x:.4}"),
+        _ => format!("{x:.2e}"),
+    }
 }
 
 fn opt_mib(v: Option<u64>) -> String {
@@ -416,5 +428,9 @@ mod tests {
         assert_eq!(short("abcdef", 4), "abc…");
         assert_eq!(cell("a|b\nc"), "a\\|b c");
         assert_eq!(count(6_154_908_736), "6.15 B");
+        assert_eq!(significant(4.6213), "4.621");
+        assert_eq!(significant(0.0123), "0.0123");
+        assert_eq!(significant(0.00012), "1.20e-4");
+        assert_eq!(significant(157.0), "157.0");
     }
 }

@@ -1,76 +1,97 @@
-//! Memory meters for the runner. On the CPU: the process's resident set, with the kernel's own
-//! high-water mark reset before each job (`/proc/self/clear_refs`, value 5), so the per-job peak
-//! is exact without sampling.
+//! Memory around each bench job, from the telemetry sampler (`crate::gpu`): on a GPU, device
+//! memory from NVML with a peak window sampled at the job rate (≥ 20 Hz); on the CPU, the
+//! process's resident memory, whose per-job peak is exact (the kernel's high-water mark is
+//! reset when the window opens). "In use after" is one more sample taken once the job is over.
+
+use std::time::{Duration, Instant};
 
 use super::record::MemoryReading;
 use super::report::{DeviceDescription, MemorySource};
 use super::runner::MemoryMeter;
+use crate::gpu::{PeakTracker, PeakWindow, Sampler, SamplerConfig};
 
-/// Process RSS on Linux; on other systems every figure stays empty.
-pub struct ProcessRssMeter {
-    /// Whether the high-water mark could be reset for the running job.
-    peak_reset: bool,
+pub struct SamplerMeter {
+    sampler: Sampler,
+    tracker: PeakTracker,
+    window: Option<PeakWindow>,
+    sample_hz: f64,
 }
 
-impl ProcessRssMeter {
-    pub fn new() -> Self {
-        Self { peak_reset: false }
+impl SamplerMeter {
+    pub fn new(sampler: Sampler, config: SamplerConfig) -> Self {
+        let tracker = sampler.peak_tracker();
+        let sample_hz = 1.0 / config.job_interval.as_secs_f64().max(1e-3);
+        Self {
+            sampler,
+            tracker,
+            window: None,
+            sample_hz,
+        }
     }
 }
 
-impl Default for ProcessRssMeter {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl MemoryMeter for ProcessRssMeter {
+impl MemoryMeter for SamplerMeter {
     fn device(&self) -> DeviceDescription {
-        DeviceDescription {
-            card: cpu_name(),
-            driver: None,
-            memory_source: if read_status_kib("VmRSS").is_some() {
-                MemorySource::ProcessRss
-            } else {
-                MemorySource::Unavailable
-            },
-            total_bytes: read_meminfo_kib("MemTotal").map(|k| k * 1024),
-        }
-    }
-
-    fn job_started(&mut self) {
-        self.peak_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
-    }
-
-    fn job_finished(&mut self) -> MemoryReading {
-        let used = read_status_kib("VmRSS").map(|k| k * 1024);
-        let peak = if self.peak_reset {
-            read_status_kib("VmHWM").map(|k| k * 1024)
-        } else {
-            None
+        let info = self.sampler.info();
+        let (card, memory_source) = match info.source {
+            crate::gpu::MemorySource::DeviceVram => (
+                Some(info.name.clone()),
+                MemorySource::Nvml {
+                    sample_hz: self.sample_hz,
+                },
+            ),
+            crate::gpu::MemorySource::ProcessRss => (cpu_name(), MemorySource::ProcessRss),
         };
+        DeviceDescription {
+            card,
+            driver: info.driver_version.clone(),
+            memory_source,
+            total_bytes: self.sampler.latest().and_then(|s| s.memory_total),
+        }
+    }
+
+    /// Opens the job's window and waits for its first sample, so the baseline (and, on the CPU,
+    /// the high-water reset) comes before the job's first allocation.
+    fn job_started(&mut self) {
+        let window = self.tracker.start();
+        wait_for_samples(&window, 1);
+        self.window = Some(window);
+    }
+
+    /// One more sample after the job's end closes the window: the peak includes the job's last
+    /// moments and `last_used` is what stays in use after it.
+    fn job_finished(&mut self) -> MemoryReading {
+        let peak = self.window.take().and_then(|window| {
+            let seen = window.current().map_or(0, |p| p.samples);
+            self.tracker.sample_now();
+            wait_for_samples(&window, seen + 1);
+            window.finish()
+        });
+        let total = peak.and_then(|p| p.memory_total);
+        let used = peak.map(|p| p.last_used);
         MemoryReading {
-            peak_bytes: peak,
+            peak_bytes: peak.map(|p| p.peak_used),
             used_after_bytes: used,
-            free_after_bytes: read_meminfo_kib("MemAvailable").map(|k| k * 1024),
-            total_bytes: read_meminfo_kib("MemTotal").map(|k| k * 1024),
+            free_after_bytes: total.zip(used).map(|(t, u)| t.saturating_sub(u)),
+            total_bytes: total,
         }
     }
 }
 
-/// A "Key:   1234 kB" line of a /proc file, in KiB.
-fn kib_field(text: &str, key: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+/// Waits (at most half a second) until the window has seen `count` samples.
+fn wait_for_samples(window: &PeakWindow, count: u32) {
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while window.current().map_or(0, |p| p.samples) < count && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
-fn read_status_kib(key: &str) -> Option<u64> {
-    kib_field(&std::fs::read_to_string("/proc/self/status").ok()?, key)
-}
-
-fn read_meminfo_kib(key: &str) -> Option<u64> {
-    kib_field(&std::fs::read_to_string("/proc/meminfo").ok()?, key)
+/// The meter for a device string ("cpu", "cuda", "cuda:N"): NVML when it answers for a CUDA
+/// device, else this process's memory. `None` only if the sampler thread cannot start.
+pub fn open(device: &str) -> std::io::Result<SamplerMeter> {
+    let config = SamplerConfig::default();
+    let sampler = Sampler::spawn(crate::gpu::open(device), config, None)?;
+    Ok(SamplerMeter::new(sampler, config))
 }
 
 fn cpu_name() -> Option<String> {
@@ -78,34 +99,65 @@ fn cpu_name() -> Option<String> {
     let name = info.lines().find_map(|l| {
         l.strip_prefix("model name")?
             .split_once(':')
-            .map(|(_, v)| v.trim())
+            .map(|(_, v)| v.trim().to_owned())
     })?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Some(format!("CPU: {name} ({cores} threads)"))
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Some(format!("CPU: {name} ({threads} threads)"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpu::{DeviceInfo, GpuSample, ScriptedTelemetry};
 
     #[test]
-    fn parses_proc_fields() {
-        let status = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n";
-        assert_eq!(kib_field(status, "VmRSS"), Some(1024));
-        assert_eq!(kib_field(status, "VmHWM"), Some(2048));
-        assert_eq!(kib_field(status, "VmSwap"), None);
-    }
+    fn reports_the_window_peak_and_the_reading_after_the_job() {
+        let info = DeviceInfo {
+            name: "Scripted GPU".into(),
+            driver_version: Some("550.1".into()),
+            source: crate::gpu::MemorySource::DeviceVram,
+            unavailable_reason: None,
+        };
+        let template = GpuSample {
+            at: Instant::now(),
+            memory_used: 100,
+            memory_total: Some(1000),
+            utilization_percent: None,
+            temperature_c: None,
+            power_watts: None,
+            power_limit_watts: None,
+            process_memory: None,
+            memory_high_water: None,
+        };
+        let telemetry = ScriptedTelemetry::new(info, template);
+        let feeder = telemetry.feeder();
+        let config = SamplerConfig {
+            interval: Duration::from_secs(5),
+            job_interval: Duration::from_millis(5),
+            history: Duration::from_secs(10),
+        };
+        let sampler = Sampler::spawn(Box::new(telemetry), config, None).unwrap();
+        let mut meter = SamplerMeter::new(sampler, config);
+        let device = meter.device();
+        assert_eq!(device.card.as_deref(), Some("Scripted GPU"));
+        assert_eq!(device.driver.as_deref(), Some("550.1"));
+        assert_eq!(device.memory_source, MemorySource::Nvml { sample_hz: 200.0 });
 
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn peak_covers_an_allocation_inside_the_job() {
-        let mut meter = ProcessRssMeter::new();
         meter.job_started();
-        let block = vec![1u8; 64 << 20];
-        std::hint::black_box(&block);
-        drop(block);
+        feeder.push([300, 900, 400, 250]);
+        // Until the sampler has taken all four (slow on a loaded CI machine, so poll).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while meter.sampler.latest().map(|s| s.memory_used) != Some(250) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let reading = meter.job_finished();
-        let (peak, used) = (reading.peak_bytes.unwrap(), reading.used_after_bytes.unwrap());
-        assert!(peak >= used + (32 << 20), "peak {peak} used {used}");
+        assert_eq!(reading.peak_bytes, Some(900));
+        assert_eq!(
+            reading.used_after_bytes,
+            Some(250),
+            "the steady value after the job"
+        );
+        assert_eq!(reading.total_bytes, Some(1000));
+        assert_eq!(reading.free_after_bytes, Some(750));
     }
 }

@@ -5,6 +5,7 @@
 //! The runner drives the worker through the same `Command`/`Event` channels as the dashboard and
 //! `gen`, so what is measured is the engine users run.
 
+pub mod channels;
 pub mod estimate;
 pub mod markdown;
 pub mod meter;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use crate::model::GenerationRequest;
 
+pub use channels::WorkerChannels;
 pub use record::{JobRecord, MemoryReading, Outcome};
 pub use report::Report;
 pub use runner::{MemoryMeter, Observer, Runner, Silent, WorkerPort};
@@ -215,6 +217,7 @@ pub fn git_commit() -> Option<String> {
 /// Now, RFC 3339 in UTC.
 pub fn now_utc() -> String {
     let now = time::OffsetDateTime::now_utc();
+    let now = now.replace_nanosecond(0).unwrap_or(now);
     now.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| now.to_string())
 }

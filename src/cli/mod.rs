@@ -2,6 +2,7 @@
 //! headless. Each subcommand's arguments and code live in its own file, owned with its feature;
 //! this file only dispatches (one line per subcommand).
 
+pub mod bench;
 pub mod fetch;
 pub mod gen;
 pub mod models;
@@ -34,6 +35,8 @@ pub enum Commands {
     Models(models::ModelsArgs),
     /// Download the checkpoint (resumable, verified) from Hugging Face or ModelScope.
     Fetch(fetch::FetchArgs),
+    /// Timed runs, resolution sweep and soak; writes report.md and report.json.
+    Bench(bench::BenchArgs),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -41,6 +44,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Commands::Gen(args)) => gen::run(args),
         Some(Commands::Models(args)) => models::run(args),
         Some(Commands::Fetch(args)) => fetch::run(args),
+        Some(Commands::Bench(args)) => bench::run(args),
         None => tui::run(cli.config),
     }
 }

@@ -368,6 +368,12 @@ impl PeakTracker {
         self.shared.wake();
         PeakWindow { slot }
     }
+
+    /// Asks for a sample now, recorded in every open window, without resetting the high-water
+    /// mark: the bench's final reading when a job has ended.
+    pub fn sample_now(&self) {
+        self.shared.wake();
+    }
 }
 
 /// An open peak window; see [`PeakTracker::start`].

@@ -420,7 +420,7 @@ impl Decoder {
 /// Tile geometry for tiled decoding, in latent pixels (×8 for image pixels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TileOptions {
-    /// Side of one tile (the last tile of a row/column may be placed to end at the border).
+    /// Largest tile side; tiles shrink so the fewest tiles cover the latent with `overlap`.
     pub tile: usize,
     /// Minimum overlap between neighbouring tiles, cross-faded linearly.
     pub overlap: usize,
@@ -430,7 +430,7 @@ pub struct TileOptions {
 }
 
 impl Default for TileOptions {
-    /// 512-px tiles with 128-px overlap, one statistics pass.
+    /// Tiles of at most 512 px with at least 128-px overlap, one statistics pass.
     fn default() -> Self {
         Self {
             tile: 64,
@@ -452,11 +452,15 @@ pub enum DecodeMode {
 }
 
 impl Default for DecodeMode {
-    /// Full up to 1024 px per side, tiled above.
+    /// Full up to 1024 px per side; above, tiles of at most 1024 px (2048² → 3×3 tiles of 768 px),
+    /// since only memory forces tiling there and bigger tiles cost less overlap.
     fn default() -> Self {
         Self::Auto {
             above: 128,
-            tiles: TileOptions::default(),
+            tiles: TileOptions {
+                tile: 128,
+                ..TileOptions::default()
+            },
         }
     }
 }

@@ -201,13 +201,12 @@ fn draw_finished(frame: &mut Frame, area: Rect, state: &AppState, last: &Finishe
         palette,
     ));
     lines.push(Line::from(vec![
-        Span::styled(format!("{:<8}", "VRAM"), Style::default().fg(palette.dim)),
-        Span::raw(
-            last.peak_vram_bytes
-                .map_or("– (no device memory report)".into(), |b| {
-                    format!("{} peak", bytes(b))
-                }),
-        ),
+        Span::styled(format!("{:<8}", "peak"), Style::default().fg(palette.dim)),
+        Span::raw(match (last.peak_vram_bytes, last.peak_memory_sampled) {
+            (Some(vram), _) => format!("{} VRAM", bytes(vram)),
+            (None, Some(sampled)) => format!("{} (sampled)", bytes(sampled)),
+            (None, None) => "– (no memory report)".into(),
+        }),
     ]));
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
 }

@@ -42,8 +42,8 @@ impl TileSpan {
     }
 }
 
-/// Tiles of side `tile` covering `0..len`, evenly spaced so each overlap is at least `overlap`
-/// (`overlap < tile`).
+/// Tiles of side at most `tile` covering `0..len` (as few as possible, then shrunk to fit),
+/// evenly spaced so each overlap is at least `overlap` (`overlap < tile`).
 pub(super) fn tile_spans(len: usize, tile: usize, overlap: usize) -> Vec<TileSpan> {
     let stride = tile.saturating_sub(overlap).max(1);
     let tile = tile.min(len);
@@ -56,6 +56,8 @@ pub(super) fn tile_spans(len: usize, tile: usize, overlap: usize) -> Vec<TileSpa
         }];
     }
     let count = (len - tile).div_ceil(stride) + 1;
+    // The smallest tile that still covers the axis with `count` tiles: no wasted overlap.
+    let tile = (len + (count - 1) * overlap).div_ceil(count).min(tile);
     let starts: Vec<usize> = (0..count)
         .map(|i| ((i * (len - tile)) as f64 / (count - 1) as f64).round() as usize)
         .collect();
@@ -96,6 +98,7 @@ mod tests {
     fn tiles_cover_the_axis_with_enough_overlap() {
         for len in [1, 7, 8, 9, 31, 64, 100, 129] {
             let spans = tile_spans(len, 8, 3);
+            assert!(spans.iter().all(|s| s.len <= 8 && s.len == spans[0].len));
             assert_eq!(spans[0].start, 0);
             assert_eq!(spans.last().map(TileSpan::end), Some(len));
             assert_eq!(spans[0].core().0, 0.0);
@@ -110,6 +113,8 @@ mod tests {
                 );
             }
             let sums = weight_sums(&spans, len, 2);
+            let fewest = if len <= 8 { 1 } else { (len - 8).div_ceil(5) + 1 };
+            assert_eq!(spans.len(), fewest, "{len}");
             assert!(sums.iter().all(|&s| s > 0.0), "{len}");
         }
     }
