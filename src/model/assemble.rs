@@ -143,9 +143,21 @@ fn assemble(
     } = target;
     let (device, dtype, low_vram) = (device, *dtype, *low_vram);
     let [text_source, transformer_source, vae_source] = sources;
-    let (encoder, text_params) = component("text_encoder", text_source, dtype, device, progress, |vb| {
-        TextEncoder::new(vb, &configs.text_encoder)
-    })?;
+    // Low-VRAM: the text encoder (8 GB in bf16) never takes device memory; it runs on the CPU in
+    // f32 (encoding is once per prompt: seconds, not per step) and only its output is uploaded.
+    let (text_device, text_dtype) = if low_vram && device.is_cuda() {
+        (Device::Cpu, DType::F32)
+    } else {
+        (device.clone(), dtype)
+    };
+    let (encoder, text_params) = component(
+        "text_encoder",
+        text_source,
+        text_dtype,
+        &text_device,
+        progress,
+        |vb| TextEncoder::new(vb, &configs.text_encoder),
+    )?;
     let (transformer, transformer_params) =
         component("transformer", transformer_source, dtype, device, progress, |vb| {
             ZImageTransformer::load(&configs.transformer, vb)

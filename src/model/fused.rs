@@ -202,7 +202,7 @@ mod cuda {
     //! Launchers for kernels/fused.cu and the cuDNN attention shim.
 
     use candle_core::backend::BackendStorage;
-    use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
+    use candle_core::cuda_backend::cudarc::driver::{DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
     use candle_core::cuda_backend::{CudaStorage, WrapErr};
     use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
     use half::bf16;
@@ -591,34 +591,38 @@ mod cuda {
                 return Err(cudnn_error("graph"));
             }
             let workspace = unsafe { dev.alloc::<u8>((bytes as usize).max(1))? };
-            let out = unsafe { dev.alloc::<bf16>((s * h * d) as usize)? };
+            let mut out = unsafe { dev.alloc::<bf16>((s * h * d) as usize)? };
             let stream = dev.cuda_stream();
-            let qs = q.as_cuda_slice::<bf16>()?;
-            let ks = k.as_cuda_slice::<bf16>()?;
-            let vs = v.as_cuda_slice::<bf16>()?;
-            let (qp, _gq) = qs.device_ptr(&stream);
-            let (kp, _gk) = ks.device_ptr(&stream);
-            let (vp, _gv) = vs.device_ptr(&stream);
-            let (op, _go) = out.device_ptr(&stream);
-            let (wp, _gw) = workspace.device_ptr(&stream);
-            let elem = std::mem::size_of::<bf16>() as u64;
-            let status = unsafe {
-                zimage_sdpa_run(
-                    stream.cu_stream() as *mut _,
-                    (qp + q0 as u64 * elem) as *const _,
-                    (kp + k0 as u64 * elem) as *const _,
-                    (vp + v0 as u64 * elem) as *const _,
-                    op as *mut _,
-                    wp as *mut _,
-                    1,
-                    h,
-                    s,
-                    s,
-                    d,
-                    qo_stride,
-                    v_stride,
-                    scale,
-                )
+            // the pointer guards record stream events on drop: keep them inside this block so
+            // they are gone before `out` moves into the result
+            let status = {
+                let qs = q.as_cuda_slice::<bf16>()?;
+                let ks = k.as_cuda_slice::<bf16>()?;
+                let vs = v.as_cuda_slice::<bf16>()?;
+                let (qp, _gq) = qs.device_ptr(&stream);
+                let (kp, _gk) = ks.device_ptr(&stream);
+                let (vp, _gv) = vs.device_ptr(&stream);
+                let (wp, _gw) = workspace.device_ptr(&stream);
+                let (op, _go) = out.device_ptr_mut(&stream);
+                let elem = std::mem::size_of::<bf16>() as u64;
+                unsafe {
+                    zimage_sdpa_run(
+                        stream.cu_stream() as *mut _,
+                        (qp + q0 as u64 * elem) as *const _,
+                        (kp + k0 as u64 * elem) as *const _,
+                        (vp + v0 as u64 * elem) as *const _,
+                        op as *mut _,
+                        wp as *mut _,
+                        1,
+                        h,
+                        s,
+                        s,
+                        d,
+                        qo_stride,
+                        v_stride,
+                        scale,
+                    )
+                }
             };
             if status != 0 {
                 return Err(cudnn_error("run"));

@@ -91,9 +91,26 @@ fn device_ordinal(name: &str) -> Result<Option<usize>> {
 pub fn parse_device(name: &str) -> Result<candle_core::Device> {
     match device_ordinal(name)? {
         None => Ok(candle_core::Device::Cpu),
-        Some(ordinal) => candle_core::Device::new_cuda(ordinal).map_err(ModelError::from),
+        Some(ordinal) => {
+            let device = candle_core::Device::new_cuda(ordinal).map_err(ModelError::from)?;
+            disable_event_tracking(&device);
+            Ok(device)
+        }
     }
 }
+
+/// Everything runs on candle's one stream, so cudarc's per-allocation cross-stream events only
+/// cost time (an event record per tensor).
+#[cfg(feature = "cuda")]
+fn disable_event_tracking(device: &candle_core::Device) {
+    if let candle_core::Device::Cuda(cuda) = device {
+        // SAFETY: all work goes to the device's single stream; no tensor crosses streams.
+        unsafe { cuda.disable_event_tracking() };
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn disable_event_tracking(_: &candle_core::Device) {}
 
 // ---------------------------------------------------------------------------------------------
 // discovery
