@@ -43,10 +43,21 @@ impl Tmux {
 
     /// Polls the screen until `needle` shows up; fails with the screen after `timeout`.
     fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_until(needle, timeout, |screen| screen.contains(needle))
+    }
+
+    /// Polls until a line starts with `prefix` (the typed command line also contains it).
+    fn wait_for_line(&self, prefix: &str, timeout: Duration) -> String {
+        self.wait_until(prefix, timeout, |screen| {
+            screen.lines().any(|l| l.starts_with(prefix))
+        })
+    }
+
+    fn wait_until(&self, needle: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
             let screen = self.capture();
-            if screen.contains(needle) {
+            if done(&screen) {
                 return screen;
             }
             assert!(
@@ -166,8 +177,11 @@ fn dashboard_generates_saves_and_restores_the_terminal() {
     tmux.keys(&["Enter"]);
     tmux.wait_for("Session saved", Duration::from_secs(5));
     tmux.keys(&["q"]);
-    let screen = tmux.wait_for("EXIT=", Duration::from_secs(10));
-    assert!(screen.contains("EXIT=0"), "clean exit; screen:\n{screen}");
+    let screen = tmux.wait_for_line("EXIT=", Duration::from_secs(10));
+    assert!(
+        screen.lines().any(|l| l.starts_with("EXIT=0")),
+        "clean exit; screen:\n{screen}"
+    );
     assert!(!tmux.alternate_screen_on(), "the alternate screen was left");
     assert!(screen.contains("E2E$"), "the shell is visible again:\n{screen}");
     assert!(
