@@ -64,7 +64,7 @@ std::shared_ptr<fe::graph::Graph> build(const Key& key) {
     auto [o, stats] = g->sdpa(q, k, v, options);
     (void)stats;
     o->set_output(true).set_uid(O_UID).set_dim({b, h, s_q, d}).set_stride({s_q * h * d, d, h * d, 1});
-    auto check = [](const fe::error_t& e, const char* step) {
+    auto check = [](fe::error_t e, const char* step) {
         if (e.is_bad()) {
             set_error(step, e.get_message());
             return false;

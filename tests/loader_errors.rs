@@ -301,3 +301,108 @@ fn the_parity_fixture_model_validates() {
     assert_eq!(layout.transformer.weights.len(), 3);
     assert!(layout.text_encoder.bytes > 0 && layout.vae.bytes > 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// loading the fixture checkpoint
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn fixture_copy() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tiny");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny"),
+        &root,
+    );
+    (dir, root)
+}
+
+fn load(root: &Path) -> zimage_tui::model::Result<zimage_tui::model::pipeline::ZImagePipeline> {
+    let spec = ModelSpec::Dir(root.to_path_buf());
+    zimage_tui::model::loader::load(&spec, &zimage_tui::model::loader::LoadOptions::default(), None)
+}
+
+#[test]
+fn the_fixture_checkpoint_loads_with_progress_per_component() {
+    let (_dir, root) = fixture_copy();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let progress: zimage_tui::model::weights::ProgressFn =
+        std::sync::Arc::new(move |p| sink.lock().unwrap().push(p));
+    let spec = ModelSpec::Dir(root.clone());
+    let pipeline =
+        zimage_tui::model::loader::load(&spec, &Default::default(), Some(progress)).expect("fixture loads");
+    let info = pipeline.info();
+    assert!(!info.random_weights && info.label.contains("tiny"));
+    assert!(
+        info.parameters.iter().all(|(_, n)| *n > 0),
+        "{:?}",
+        info.parameters
+    );
+    let seen = seen.lock().unwrap();
+    for part in ["text_encoder", "transformer", "vae"] {
+        let last = seen
+            .iter()
+            .rev()
+            .find(|p| p.part == part)
+            .expect("progress for each part");
+        assert_eq!(last.done, last.total, "{part} fully read");
+    }
+}
+
+#[test]
+fn wrong_shape_names_the_file_and_tensor() {
+    let (_dir, root) = fixture_copy();
+    let path = root.join("vae/diffusion_pytorch_model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    let name = "decoder.conv_in.bias".to_string();
+    let bias = tensors
+        .get(&name)
+        .expect("the VAE has decoder.conv_in.bias")
+        .clone();
+    let doubled = Tensor::cat(&[&bias, &bias], 0).unwrap();
+    tensors.insert(name, doubled);
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    let err = load(&root)
+        .err()
+        .expect("mis-shaped tensor is refused")
+        .to_string();
+    assert!(
+        err.contains("vae/diffusion_pytorch_model.safetensors") && err.contains("decoder.conv_in.bias"),
+        "{err}"
+    );
+    assert!(err.contains("the config expects"), "{err}");
+}
+
+#[test]
+fn config_mismatch_between_components_names_the_config() {
+    let (_dir, root) = fixture_copy();
+    let path = root.join("transformer/config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    config["cap_feat_dim"] = serde_json::json!(12345);
+    fs::write(&path, config.to_string()).unwrap();
+    let err = load(&root).err().expect("refused").to_string();
+    assert!(
+        err.contains("transformer/config.json") && err.contains("cap_feat_dim"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_tokenizer_fails_the_load_naming_it() {
+    let (_dir, root) = fixture_copy();
+    fs::remove_file(root.join("tokenizer/tokenizer.json")).unwrap();
+    let err = load(&root).err().expect("refused").to_string();
+    assert!(err.contains("tokenizer/tokenizer.json"), "{err}");
+}

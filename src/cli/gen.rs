@@ -176,7 +176,7 @@ fn execute(args: &GenArgs, plan: Plan) -> ExitCode {
     let quiet = args.json;
     let bar = progress_bar(!quiet && std::io::stderr().is_terminal());
     if !quiet {
-        bar.println(format!("seed: {}", plan.request.seed));
+        say(&bar, format!("seed: {}", plan.request.seed));
     }
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let worker = match worker::spawn(events_tx) {
@@ -207,10 +207,13 @@ fn execute(args: &GenArgs, plan: Plan) -> ExitCode {
             }
             Event::Loaded { info: loaded, secs } => {
                 if !quiet {
-                    bar.println(format!(
-                        "model: {} [{} {}] loaded in {secs:.1}s",
-                        loaded.label, loaded.device, loaded.dtype
-                    ));
+                    say(
+                        &bar,
+                        format!(
+                            "model: {} [{} {}] loaded in {secs:.1}s",
+                            loaded.label, loaded.device, loaded.dtype
+                        ),
+                    );
                 }
                 info = Some((loaded, secs));
             }
@@ -225,7 +228,7 @@ fn execute(args: &GenArgs, plan: Plan) -> ExitCode {
             }
             Event::Done { output, .. } => break Ok(output),
             Event::Failed { kind, message, .. } => break Err((kind, message)),
-            Event::Log { message } if !quiet => bar.println(message),
+            Event::Log { message } if !quiet => say(&bar, message),
             Event::Log { .. } | Event::Started { .. } | Event::Preview { .. } => {}
         }
     };
@@ -303,6 +306,15 @@ fn report(args: &GenArgs, plan: &Plan, info: &ModelInfo, load_secs: f64, output:
         request.seed,
         info.label
     );
+}
+
+/// A line on stderr, above the bar when there is one.
+fn say(bar: &ProgressBar, line: impl AsRef<str>) {
+    if bar.is_hidden() {
+        eprintln!("{}", line.as_ref());
+    } else {
+        bar.println(line);
+    }
 }
 
 fn progress_bar(visible: bool) -> ProgressBar {

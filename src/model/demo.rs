@@ -2,6 +2,10 @@
 //! built in memory, and a tokenizer it builds itself (byte-level BPE over the 256 byte symbols
 //! plus the Qwen special tokens). Needs no file and no network; its images are noise.
 
+use super::assemble::{random_pipeline, ModelConfigs};
+use super::loader::LoadOptions;
+use super::pipeline::ZImagePipeline;
+use super::weights::ProgressFn;
 use super::{ModelError, Result};
 
 /// Shown wherever the model is named (status bar, PNG metadata, JSON, reports).
@@ -14,6 +18,19 @@ pub const SPECIAL_TOKENS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_en
 
 /// Vocabulary size of the demo tokenizer: 256 byte symbols + the special tokens.
 pub const DEMO_VOCAB_SIZE: usize = 256 + SPECIAL_TOKENS.len();
+
+/// Builds the demo model in memory (about a second on a CPU): the Z-Image architecture with
+/// tiny dims ([`ModelConfigs::demo`]), random weights from [`DEMO_WEIGHTS_SEED`], and
+/// [`demo_tokenizer`].
+pub fn build(options: &LoadOptions, progress: Option<ProgressFn>) -> Result<ZImagePipeline> {
+    random_pipeline(
+        DEMO_LABEL.to_string(),
+        &ModelConfigs::demo(),
+        DEMO_WEIGHTS_SEED,
+        options,
+        &progress,
+    )
+}
 
 /// The demo tokenizer: GPT-2/Qwen-style byte-level pre-tokenization and decoding, a BPE model
 /// whose vocabulary is the 256 byte symbols (no merges, so every byte is a token and any text,

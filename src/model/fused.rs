@@ -152,29 +152,40 @@ pub fn apply_rope(x: &Tensor, rope: &Rope) -> Result<Tensor> {
 /// `[batch, tokens, heads, head_dim]`. Reference path: per-head chunks so the score matrix of
 /// only a few heads exists at once.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
-    let (_, _, heads, head_dim) = q.dims4()?;
+    let (batch, q_len, heads, head_dim) = q.dims4()?;
+    let kv_len = k.dim(1)?;
     let dtype = q.dtype();
     let scale = 1.0 / (head_dim as f64).sqrt();
     // scores and softmax in f32, as torch's fused SDPA kernels keep them
     let per_head = |t: &Tensor| t.transpose(1, 2)?.to_dtype(DType::F32)?.contiguous();
     let (q, k, v) = (per_head(q)?, per_head(k)?, per_head(v)?);
-    let chunk = heads.clamp(1, 8);
-    let mut outs = Vec::with_capacity(heads.div_ceil(chunk));
-    for start in (0..heads).step_by(chunk) {
-        let n = chunk.min(heads - start);
+    // one block of queries for one head at a time keeps the f32 score matrix under 256 MiB
+    // (2048² in one go would need ~34 GiB)
+    let q_block = (SCORE_BUDGET_BYTES / (4 * kv_len * batch).max(1)).clamp(1, q_len);
+    let mut heads_out = Vec::with_capacity(heads);
+    for head in 0..heads {
         let (qh, kh, vh) = (
-            q.narrow(1, start, n)?,
-            k.narrow(1, start, n)?,
-            v.narrow(1, start, n)?,
+            q.narrow(1, head, 1)?,
+            k.narrow(1, head, 1)?,
+            v.narrow(1, head, 1)?,
         );
-        let scores = (qh.matmul(&kh.t()?)? * scale)?;
-        outs.push(candle_nn::ops::softmax_last_dim(&scores)?.matmul(&vh)?);
+        let kt = kh.t()?;
+        let mut blocks = Vec::with_capacity(q_len.div_ceil(q_block));
+        for start in (0..q_len).step_by(q_block) {
+            let rows = q_block.min(q_len - start);
+            let scores = (qh.narrow(2, start, rows)?.matmul(&kt)? * scale)?;
+            blocks.push(candle_nn::ops::softmax_last_dim(&scores)?.matmul(&vh)?);
+        }
+        heads_out.push(Tensor::cat(&blocks, 2)?);
     }
-    Tensor::cat(&outs, 1)?
+    Tensor::cat(&heads_out, 1)?
         .transpose(1, 2)?
         .to_dtype(dtype)?
         .contiguous()
 }
+
+/// Upper bound for one block of f32 attention scores in the reference path.
+const SCORE_BUDGET_BYTES: usize = 256 << 20;
 
 /// `weight * factor` as one f32 vector (`factor` None → weight alone) for the fused kernels.
 #[cfg(feature = "cuda")]

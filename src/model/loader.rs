@@ -517,10 +517,17 @@ pub fn load(
     options: &LoadOptions,
     progress: Option<super::weights::ProgressFn>,
 ) -> Result<super::pipeline::ZImagePipeline> {
-    let device = parse_device(&options.device)?;
-    let dtype = super::weights::target_dtype(&device, options.dtype.as_deref())?;
-    let _ = (spec, dtype, progress);
-    Err(ModelError::Compute(
-        "the Z-Image pipeline is not assembled yet (waiting for the model code)".into(),
-    ))
+    use super::assemble::{load_dir, random_pipeline, ModelConfigs};
+    match spec {
+        ModelSpec::Demo => super::demo::build(options, progress),
+        ModelSpec::Dir(dir) => load_dir(dir, options, &progress),
+        ModelSpec::RandomWeights { preset } => {
+            let configs = ModelConfigs::preset(preset)?;
+            let label = format!("random weights ({preset} preset)");
+            random_pipeline(label, &configs, RANDOM_WEIGHTS_SEED, options, &progress)
+        }
+    }
 }
+
+/// Global seed of `--random-weights` models (fixed: the same preset always gets the same model).
+pub const RANDOM_WEIGHTS_SEED: u64 = 0x7a1a_6e00_0000_0006;

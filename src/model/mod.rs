@@ -1,6 +1,7 @@
 //! Z-Image-Turbo in candle: text encoder, transformer, scheduler, VAE decoder and the pipeline
 //! that ties them. Equal to diffusers' `ZImagePipeline` (see tests/parity*). No UI, no tokio.
 
+pub mod assemble;
 pub mod demo;
 pub mod error;
 pub mod fused;

@@ -302,3 +302,35 @@ fn injected_oom_fails_only_that_job() {
     assert_eq!(steps_of_1, 2);
     assert!(matches!(events.last(), Some(Event::Done { job: 2, .. })));
 }
+
+#[test]
+fn the_real_demo_model_runs_fails_and_cancels_through_the_worker() {
+    let (tx, mut rx) = unbounded_channel();
+    let worker = spawn(tx).expect("spawn");
+    worker.load_model(ModelSpec::Demo, LoadOptions::default());
+    let mut too_big = job(1, "x", 1);
+    too_big.request.width = 4112;
+    worker.submit(too_big);
+    worker.submit(job(2, "a red cube", 2));
+    worker.submit(job(3, "long", 100));
+    let events = until_end(&mut rx, 2);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Loaded { info, .. } if info.label == "demo model (random weights)")));
+    assert_eq!(failure_of(&events, 1).map(|f| f.0), Some(FailureKind::BadInput));
+    match events.last() {
+        Some(Event::Done { output, .. }) => {
+            assert_eq!((output.image.width, output.image.height), (32, 16));
+            assert_eq!(output.timings.steps.len(), 2);
+        }
+        other => panic!("job 2 should be done: {other:?}"),
+    }
+    loop {
+        if let Some(Event::Step { job: 3, .. }) = rx.blocking_recv() {
+            break;
+        }
+    }
+    worker.cancel(3);
+    let events = until_end(&mut rx, 3);
+    assert_eq!(failure_of(&events, 3).map(|f| f.0), Some(FailureKind::Cancelled));
+}
