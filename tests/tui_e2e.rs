@@ -1,0 +1,212 @@
+//! End to end in a real terminal: the built binary runs on the demo model inside a detached tmux
+//! session (own socket, temp HOME and XDG dirs). We type a prompt, queue it, wait until it is
+//! done, save the session and quit; then check the PNG decodes, the session TOML has the job as
+//! done, and the shell is back on the normal screen. Skipped (with a message) without tmux.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("running tmux")
+    }
+
+    fn capture(&self) -> String {
+        let out = self.cmd(&["capture-pane", "-p", "-t", "e2e"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "e2e"];
+        args.extend_from_slice(keys);
+        let out = self.cmd(&args);
+        assert!(
+            out.status.success(),
+            "send-keys failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn literal(&self, text: &str) {
+        self.keys(&["-l", text]);
+    }
+
+    /// Polls the screen until `needle` shows up; fails with the screen after `timeout`.
+    fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_until(needle, timeout, |screen| screen.contains(needle))
+    }
+
+    /// Polls until a line starts with `prefix` (the typed command line also contains it).
+    fn wait_for_line(&self, prefix: &str, timeout: Duration) -> String {
+        self.wait_until(prefix, timeout, |screen| {
+            screen.lines().any(|l| l.starts_with(prefix))
+        })
+    }
+
+    fn wait_until(&self, needle: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.capture();
+            if done(&screen) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "timed out waiting for {needle:?}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn alternate_screen_on(&self) -> bool {
+        let out = self.cmd(&["display-message", "-p", "-t", "e2e", "#{alternate_on}"]);
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+fn tmux_available() -> bool {
+    Command::new("tmux")
+        .arg("-V")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn find_pngs(dir: &Path, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            find_pngs(&path, found);
+        } else if path.extension().is_some_and(|e| e == "png") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn dashboard_generates_saves_and_restores_the_terminal() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed; the real-terminal end-to-end test needs it");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let root = tmp.path();
+    for dir in ["home", "config", "data", "cache", "state", "work"] {
+        std::fs::create_dir_all(root.join(dir)).expect("mkdir");
+    }
+    let bin = env!("CARGO_BIN_EXE_zimage-tui");
+    let session = root.join("work/session.toml");
+    let tmux = Tmux {
+        socket: root.join("tmux.sock"),
+    };
+    // A plain shell with a known prompt, so we can see it come back after quitting.
+    let shell_env = format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color LANG=C.UTF-8 HOME={0}/home XDG_CONFIG_HOME={0}/config \
+         XDG_DATA_HOME={0}/data XDG_CACHE_HOME={0}/cache XDG_STATE_HOME={0}/state PS1='E2E$ ' sh",
+        root.display()
+    );
+    let out = tmux.cmd(&[
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-s",
+        "e2e",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &shell_env,
+    ]);
+    assert!(
+        out.status.success(),
+        "tmux new-session: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tmux.wait_for("E2E$", Duration::from_secs(5));
+
+    let command = format!(
+        "cd {work} && {bin} --session {session} --image-protocol auto; echo EXIT=$?",
+        work = root.join("work").display(),
+        session = session.display(),
+    );
+    tmux.literal(&command);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("demo model", Duration::from_secs(20));
+    assert!(
+        tmux.alternate_screen_on(),
+        "the dashboard runs on the alternate screen"
+    );
+
+    // Small and fast: 256×256, 2 steps (Prompt pane is focused at start).
+    tmux.keys(&["j", "Enter", "C-u"]);
+    tmux.literal("256x256");
+    tmux.keys(&["Enter", "j", "Enter", "C-u"]);
+    tmux.literal("2");
+    tmux.keys(&["Enter"]);
+    tmux.keys(&["i"]);
+    tmux.literal("a tiny red fox");
+    // A bare Esc followed at once by a key reads as Alt+key (as in every terminal app): pause.
+    tmux.keys(&["Escape"]);
+    std::thread::sleep(Duration::from_millis(150));
+    tmux.keys(&["a"]);
+    tmux.wait_for("Queued job #1", Duration::from_secs(5));
+    tmux.wait_for("done in", Duration::from_secs(20));
+
+    tmux.keys(&["S"]);
+    tmux.wait_for("Save session to", Duration::from_secs(5));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Session saved", Duration::from_secs(5));
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for_line("EXIT=", Duration::from_secs(10));
+    assert!(
+        screen.lines().any(|l| l.starts_with("EXIT=0")),
+        "clean exit; screen:\n{screen}"
+    );
+    assert!(!tmux.alternate_screen_on(), "the alternate screen was left");
+    assert!(screen.contains("E2E$"), "the shell is visible again:\n{screen}");
+    assert!(
+        !screen.contains("Queue"),
+        "no dashboard remnants on the normal screen:\n{screen}"
+    );
+
+    // The image.
+    let mut pngs = Vec::new();
+    find_pngs(root, &mut pngs);
+    assert_eq!(pngs.len(), 1, "one PNG written: {pngs:?}");
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(&pngs[0]).expect("open png"),
+    ));
+    let mut reader = decoder.read_info().expect("PNG header");
+    let mut pixels = vec![0; reader.output_buffer_size().expect("buffer size")];
+    let frame = reader.next_frame(&mut pixels).expect("PNG decodes");
+    assert_eq!((frame.width, frame.height), (256, 256));
+
+    // The session.
+    let text = std::fs::read_to_string(&session).expect("session written");
+    let toml: toml::Table = toml::from_str(&text).expect("session is TOML");
+    let jobs = toml.get("jobs").and_then(|j| j.as_array()).expect("jobs array");
+    assert_eq!(jobs.len(), 1, "{text}");
+    let job = jobs[0].as_table().expect("job table");
+    assert_eq!(job.get("status").and_then(|s| s.as_str()), Some("done"), "{text}");
+    assert_eq!(job.get("prompt").and_then(|s| s.as_str()), Some("a tiny red fox"));
+}
