@@ -581,8 +581,12 @@ mod cuda {
             let (h, s, d) = (self.heads as i64, self.tokens as i64, 128i64);
             let (q0, _) = contiguous_rows(ql, "q")?;
             let (k0, _) = contiguous_rows(kl, "k")?;
-            // v is a [tokens, dim] column window of the merged qkv buffer: rows 3*dim apart
-            let v_stride = vl.stride()[0] as i64;
+            // v is a [1, tokens, dim] column window of the merged qkv buffer: rows 3*dim apart
+            let v_dims = vl.dims().len();
+            if v_dims < 2 || vl.stride()[v_dims - 1] != 1 {
+                bail!("cuDNN attention: v must be a row window, got strides {:?}", vl.stride());
+            }
+            let v_stride = vl.stride()[v_dims - 2] as i64;
             let v0 = vl.start_offset();
             let scale = 1.0 / (d as f32).sqrt();
             let qo_stride = h * d;
