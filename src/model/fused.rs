@@ -584,7 +584,10 @@ mod cuda {
             // v is a [1, tokens, dim] column window of the merged qkv buffer: rows 3*dim apart
             let v_dims = vl.dims().len();
             if v_dims < 2 || vl.stride()[v_dims - 1] != 1 {
-                bail!("cuDNN attention: v must be a row window, got strides {:?}", vl.stride());
+                bail!(
+                    "cuDNN attention: v must be a row window, got strides {:?}",
+                    vl.stride()
+                );
             }
             let v_stride = vl.stride()[v_dims - 2] as i64;
             let v0 = vl.start_offset();
