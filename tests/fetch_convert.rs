@@ -282,3 +282,53 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `load` itself goes through the hook: with a valid cache a bf16 load reads the converted
+/// shards (its transformer byte total fits the cache's files, half the f32 source's size).
+#[test]
+fn a_bf16_load_reads_the_converted_cache() {
+    use std::sync::{Arc, Mutex};
+    use zimage_tui::model::loader::{load, validate_dir, LoadOptions, LoadProgress, ModelSpec};
+    let root = tempfile::tempdir().unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny");
+    copy_tree(&fixture, root.path());
+    let layout = validate_dir(root.path()).unwrap();
+    let cache = convert_component(&layout.transformer.dir, &mut |_, _, _| {}).unwrap();
+    let cache_bytes: u64 = layout
+        .transformer
+        .weights_for(DType::BF16)
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    let source_bytes: u64 = layout
+        .transformer
+        .weights
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    assert!(cache_bytes < source_bytes, "{:?}", cache.dir);
+
+    let transformer_total = Arc::new(Mutex::new(0u64));
+    let seen = transformer_total.clone();
+    let options = LoadOptions {
+        dtype: Some("bf16".into()),
+        ..LoadOptions::default()
+    };
+    load(
+        &ModelSpec::Dir(root.path().to_path_buf()),
+        &options,
+        Some(Arc::new(move |p: LoadProgress| {
+            if p.part == "transformer" {
+                *seen.lock().unwrap() = p.total;
+            }
+        })),
+    )
+    .unwrap();
+    // tensor payload of the files read: within the cache's file sizes (headers excluded), far
+    // below the f32 source's
+    let total = *transformer_total.lock().unwrap();
+    assert!(
+        total > 0 && total <= cache_bytes,
+        "read {total} bytes, cache files {cache_bytes}"
+    );
+}

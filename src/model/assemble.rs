@@ -80,13 +80,13 @@ fn component<T>(
     progress: &Option<ProgressFn>,
     build: impl FnOnce(VarBuilder<'static>) -> Result<T>,
 ) -> Result<(T, u64)> {
-    let checkpoint_bytes = match &source {
-        Source::Files(files) => Some(files.bytes),
-        Source::Random { .. } => None,
-    };
+    let mut checkpoint_bytes = None;
     let (vb, stats): (VarBuilder<'static>, Arc<WeightStats>) = match source {
         Source::Files(files) => {
-            SafetensorsWeights::open(part, &files.weights, progress.clone())?.into_var_builder(dtype, device)
+            // bf16 loads read the converted cache (`models --convert bf16`) while it is valid
+            let weights = SafetensorsWeights::open(part, &files.weights_for(dtype), progress.clone())?;
+            checkpoint_bytes = Some(weights.total_bytes());
+            weights.into_var_builder(dtype, device)
         }
         Source::Random { seed } => {
             RandomWeights::new(part, seed, progress.clone()).into_var_builder(dtype, device)
