@@ -3,7 +3,6 @@
 //! encoder, transformer, scheduler and VAE to the RGB8 image, checking every step's latents.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use candle_core::{DType, Device, Tensor};
@@ -16,29 +15,8 @@ use zimage_tui::model::transformer::{ZImageTransformer, ZImageTransformerConfig}
 use zimage_tui::model::vae::{DecodeMode, VaeConfig, VaeDecoder};
 use zimage_tui::model::{GenerationRequest, ModelError, Progress, Result, RgbImage, Stage};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn reference() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixtures().join("reference.safetensors"), &Device::Cpu).unwrap()
-}
-
-fn shard_files(dir: &Path) -> Vec<PathBuf> {
-    let index: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("diffusion_pytorch_model.safetensors.index.json")).unwrap(),
-    )
-    .unwrap();
-    let mut files: Vec<PathBuf> = index["weight_map"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|f| dir.join(f.as_str().unwrap()))
-        .collect();
-    files.sort();
-    files.dedup();
-    files
-}
+mod common;
+use common::{fixtures, reference, shard_files};
 
 fn transformer() -> ZImageTransformer {
     let dir = fixtures().join("tiny/transformer");

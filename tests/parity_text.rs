@@ -3,19 +3,17 @@
 //! ids exact, tiny Qwen3 encoder `hidden_states[-2]` within relative error 1e-4 on the CPU in f32.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use zimage_tui::model::text_encoder::{PromptEncoder, Qwen3Config, TextEncoder};
 use zimage_tui::model::tokenizer::{chat_prompt, PromptTokenizer};
 
+mod common;
+use common::{fixtures, rel_err};
+
 const PROMPTS: [&str; 3] = ["en", "zh", "long"];
 const MAX_REL_ERR: f32 = 1e-4;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 
 fn reference_json() -> serde_json::Value {
     let text = std::fs::read_to_string(fixtures().join("reference.json")).expect("reference.json readable");
@@ -40,18 +38,6 @@ fn ids(tensors: &HashMap<String, Tensor>, name: &str) -> Vec<u32> {
         .into_iter()
         .map(|id| u32::try_from(id).expect("id fits u32"))
         .collect()
-}
-
-/// `max|a - b| / max|b|`, the fixtures' error measure.
-fn rel_err(ours: &Tensor, reference: &Tensor) -> f32 {
-    assert_eq!(ours.dims(), reference.dims(), "shapes differ");
-    let ours = ours.to_dtype(DType::F32).expect("cast");
-    let diff = (ours - reference)
-        .and_then(|d| d.abs())
-        .and_then(|d| d.max_all())
-        .expect("diff");
-    let scale = reference.abs().and_then(|r| r.max_all()).expect("scale");
-    diff.to_scalar::<f32>().expect("scalar") / scale.to_scalar::<f32>().expect("scalar")
 }
 
 fn tiny_encoder() -> TextEncoder {

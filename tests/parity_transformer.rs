@@ -1,37 +1,12 @@
 //! ZImageTransformer vs diffusers' ZImageTransformer2DModel on the tiny fixture model:
 //! positions, RoPE tables, the caption path and one whole forward, f32 on the CPU.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use zimage_tui::model::transformer::{ZImageTransformer, ZImageTransformerConfig};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn reference() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixtures().join("reference.safetensors"), &Device::Cpu).unwrap()
-}
-
-/// The shard files named by `diffusion_pytorch_model.safetensors.index.json`.
-fn shard_files(dir: &Path) -> Vec<PathBuf> {
-    let index: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("diffusion_pytorch_model.safetensors.index.json")).unwrap(),
-    )
-    .unwrap();
-    let mut files: Vec<PathBuf> = index["weight_map"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|file| dir.join(file.as_str().unwrap()))
-        .collect();
-    files.sort();
-    files.dedup();
-    files
-}
+mod common;
+use common::{fixtures, reference, shard_files};
 
 fn load_tiny() -> ZImageTransformer {
     load_tiny_as(DType::F32)

@@ -3,33 +3,21 @@
 //! PIL output; and tiled vs untiled decode PSNR ≥ 40 dB on the tiny VAE.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use zimage_tui::model::pipeline::LatentDecoder;
 use zimage_tui::model::vae::{image_to_rgb8, DecodeMode, TileOptions, VaeConfig, VaeDecoder};
 
-const MAX_REL_ERR: f32 = 1e-4;
+mod common;
+use common::{fixtures, rel_err};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
+const MAX_REL_ERR: f32 = 1e-4;
 
 fn reference_tensors() -> HashMap<String, Tensor> {
     candle_core::safetensors::load(fixtures().join("reference.safetensors"), &Device::Cpu)
         .expect("reference.safetensors loads")
-}
-
-fn rel_err(ours: &Tensor, reference: &Tensor) -> f32 {
-    assert_eq!(ours.dims(), reference.dims(), "shapes differ");
-    let ours = ours.to_dtype(DType::F32).expect("cast");
-    let diff = (ours - reference)
-        .and_then(|d| d.abs())
-        .and_then(|d| d.max_all())
-        .expect("diff");
-    let scale = reference.abs().and_then(|r| r.max_all()).expect("scale");
-    diff.to_scalar::<f32>().expect("scalar") / scale.to_scalar::<f32>().expect("scalar")
 }
 
 fn tiny_vae() -> VaeDecoder {
