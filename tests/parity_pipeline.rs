@@ -16,7 +16,7 @@ use zimage_tui::model::vae::{DecodeMode, VaeConfig, VaeDecoder};
 use zimage_tui::model::{GenerationRequest, ModelError, Progress, Result, RgbImage, Stage};
 
 mod common;
-use common::{fixtures, reference, shard_files};
+use common::{fixtures, max_abs_and_rel, reference, shard_files};
 
 fn transformer() -> ZImageTransformer {
     let dir = fixtures().join("tiny/transformer");
@@ -141,26 +141,6 @@ fn request() -> GenerationRequest {
         steps: 8,
         seed: 0,
     }
-}
-
-fn max_abs_and_rel(ours: &Tensor, reference: &Tensor) -> (f32, f32) {
-    assert_eq!(ours.dims(), reference.dims());
-    let diff = (ours - reference)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let scale = reference
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    (diff, diff / scale)
 }
 
 #[test]

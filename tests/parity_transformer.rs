@@ -6,7 +6,7 @@ use candle_nn::VarBuilder;
 use zimage_tui::model::transformer::{ZImageTransformer, ZImageTransformerConfig};
 
 mod common;
-use common::{fixtures, reference, shard_files};
+use common::{fixtures, max_abs_and_rel, reference, shard_files};
 
 fn load_tiny() -> ZImageTransformer {
     load_tiny_as(DType::F32)
@@ -20,29 +20,8 @@ fn load_tiny_as(dtype: DType) -> ZImageTransformer {
     ZImageTransformer::load(&config, vb).unwrap()
 }
 
-/// (max |a − b|, max |a − b| / max |b|).
-fn errors(ours: &Tensor, reference: &Tensor) -> (f32, f32) {
-    assert_eq!(ours.dims(), reference.dims());
-    let diff = (ours - reference)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let scale = reference
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    (diff, diff / scale)
-}
-
 fn check(stage: &str, ours: &Tensor, reference: &Tensor, tolerance: f32) {
-    let (abs, rel) = errors(ours, reference);
+    let (abs, rel) = max_abs_and_rel(ours, reference);
     eprintln!("{stage}: max abs {abs:.3e}, rel {rel:.3e}");
     assert!(
         rel < tolerance,

@@ -44,3 +44,11 @@ pub fn rel_err(ours: &Tensor, reference: &Tensor) -> f32 {
     let scale = reference.abs().and_then(|r| r.max_all()).expect("scale");
     diff.to_scalar::<f32>().expect("scalar") / scale.to_scalar::<f32>().expect("scalar")
 }
+
+/// `(max|a - b|, max|a - b| / max|b|)` for f32 tensors of the same shape.
+pub fn max_abs_and_rel(ours: &Tensor, reference: &Tensor) -> (f32, f32) {
+    assert_eq!(ours.dims(), reference.dims());
+    let max_abs = |t: &Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let diff = max_abs(&(ours - reference).unwrap());
+    (diff, diff / max_abs(reference))
+}
