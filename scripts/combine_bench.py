@@ -104,6 +104,7 @@ def combine(ours, diffusers, card, date, commit):
             "ours_s": o.get("s"), "diffusers_s": d_s, "ratio": ratio(d_s, o.get("s")),
             "ours_peak_gib": o.get("peak_gib"),
             "diffusers_peak_gib": eager.get("peak_alloc_gib") if eager.get("ok") else None,
+            "diffusers_nvml_gib": eager.get("peak_nvml_gib") if eager.get("ok") else None,
             "diffusers_reserved_gib": eager.get("peak_reserved_gib") if eager.get("ok") else None,
             "diffusers_compile_s": dc_s, "ratio_compile": ratio(dc_s, o.get("s")),
             "date": date, "commit": commit, "notes": "; ".join(notes),
@@ -120,7 +121,7 @@ def sci(value):
 
 
 COLUMNS = [("size", None), ("steps", None), ("mode", None), ("ours_s", 2), ("diffusers_s", 2), ("ratio", 2),
-           ("ours_peak_gib", 1), ("diffusers_peak_gib", 1), ("diffusers_compile_s", 2), ("ratio_compile", 2),
+           ("ours_peak_gib", 1), ("diffusers_nvml_gib", 1), ("diffusers_peak_gib", 1), ("diffusers_compile_s", 2), ("ratio_compile", 2),
            ("notes", None)]
 
 
@@ -202,7 +203,8 @@ def main(argv=None):
           f"Date {date}, zimage-tui commit {commit or 'unknown'}" + (f"; {versions}" if versions else "") + ".",
           "Times are end to end (text encoding + denoising steps + VAE decode), medians; ratio = "
           "diffusers_s / ours_s (> 1: zimage-tui is faster). ours_peak_gib: device memory in use "
-          "(NVML, includes the CUDA context); diffusers_peak_gib: torch max_memory_allocated. "
+          "(NVML, includes the CUDA context); diffusers_nvml_gib: the same NVML measure for diffusers "
+          "(includes its context and cached blocks); diffusers_peak_gib: torch max_memory_allocated. "
           "Random full-size weights on both sides.", "", table, ""]
     if args.parity:
         parity = load(args.parity)

@@ -197,9 +197,30 @@ fn combined_vector(weight: &Tensor, factor: Option<&Tensor>) -> Result<Tensor> {
     }
 }
 
+/// Checks shared by the CUDA launchers here and in the VAE's channels-last path.
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda_support {
+    use candle_core::{bail, Layout, Result};
+
+    /// Start and end offsets of a contiguous layout, or an error naming the tensor.
+    pub(crate) fn contiguous_rows(layout: &Layout, what: &str) -> Result<(usize, usize)> {
+        match layout.contiguous_offsets() {
+            Some((start, end)) => Ok((start, end)),
+            None => bail!("{what} must be contiguous"),
+        }
+    }
+
+    /// What the CPU half of a CUDA-only custom op answers.
+    pub(crate) fn cpu_unsupported<T>(name: &str) -> Result<T> {
+        bail!("{name} is a CUDA-only kernel")
+    }
+}
+
 #[cfg(feature = "cuda")]
 mod cuda {
     //! Launchers for kernels/fused.cu and the cuDNN attention shim.
+
+    use super::cuda_support::{contiguous_rows, cpu_unsupported};
 
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::driver::{DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
@@ -210,19 +231,8 @@ mod cuda {
     const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused.ptx"));
     const MODULE: &str = "zimage_fused";
 
-    fn contiguous_rows(layout: &Layout, what: &str) -> Result<(usize, usize)> {
-        match layout.contiguous_offsets() {
-            Some((start, end)) => Ok((start, end)),
-            None => bail!("{what} must be contiguous"),
-        }
-    }
-
     fn last_dim(layout: &Layout) -> usize {
         *layout.shape().dims().last().unwrap_or(&1)
-    }
-
-    fn cpu_unsupported<T>(name: &str) -> Result<T> {
-        bail!("{name} is a CUDA-only kernel")
     }
 
     struct RmsNormScale {
