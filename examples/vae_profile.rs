@@ -110,6 +110,7 @@ fn main() -> Result<()> {
             if vae.layout() == ActivationLayout::ChannelsFirst && size > args.reference_max {
                 continue;
             }
+            vae.decode(&latents, DecodeMode::Full)?; // warm-up: cuDNN graphs are built on first use
             let parts = vae.profile_parts(&latents)?;
             let median = median_s(&device, args.reps, || Ok(vae.decode(&latents, DecodeMode::Full)?))?;
             println!("  {:<38} {mode:<6} {:>8.1} ms", name(vae.layout()), median * 1e3);

@@ -49,4 +49,8 @@ __device__ __forceinline__ Bf16x8 pack(const float in[8]) {
     return v;
 }
 
+// Rounds through bf16 and back: where the reference (PyTorch in bf16) stores an intermediate, the
+// fused kernels round too, so they agree with it rather than with an f32 computation.
+__device__ __forceinline__ float rb(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
+
 }  // namespace

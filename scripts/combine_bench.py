@@ -155,6 +155,15 @@ def parity_lines(parity):
                      f"{sci(row.get('rel_max')) if not is_image else '–'} | "
                      f"{('inf' if psnr is None else f'{psnr:.2f}') if is_image else '–'} | "
                      f"{'info' if not row.get('checked') else ('ok' if row.get('pass') else 'FAIL')} |")
+    floor = parity.get("noise_floor") or []
+    if floor:
+        lines += ["", "Against the same stage in float32 (the comparison's noise floor: two bf16 implementations "
+                      "each this far from float32 can differ by up to ~1.4× as much):", "",
+                  "| stage | ours vs f32 | diffusers vs f32 | ratio | verdict |", "|---|---:|---:|---:|---|"]
+        for n in floor:
+            verdict = "as accurate as diffusers" if n.get("as_accurate") else "less accurate than diffusers"
+            lines.append(f"| {n.get('stage')} | {sci(n.get('ours_vs_f32'))} | {sci(n.get('diffusers_vs_f32'))} | "
+                         f"{fmt(n.get('ratio'), 2)} | {verdict} |")
     return lines
 
 

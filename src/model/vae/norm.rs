@@ -139,6 +139,10 @@ impl GroupNorm {
     /// GroupNorm, then SiLU when `silu`. `xs` is `[b, c, h, w]` or, channels-last, `[b, h, w, c]`.
     /// Statistics are computed in f32 whatever the dtype (as torch does).
     pub fn forward(&self, xs: &Tensor, ctx: &mut NormContext, silu: bool) -> candle_core::Result<Tensor> {
+        crate::model::profile::scope("vae.groupnorm", xs.device(), || self.forward_timed(xs, ctx, silu))
+    }
+
+    fn forward_timed(&self, xs: &Tensor, ctx: &mut NormContext, silu: bool) -> candle_core::Result<Tensor> {
         let index = ctx.next;
         ctx.next += 1;
         if let Some((core, recorder)) = ctx.record.as_mut() {
