@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crossterm::event::KeyEvent;
 
+use super::models::{ModelsAction, ModelsEffect};
 use super::state::{GpuReading, LogLevel, QueueEntry};
 use crate::worker::{Command, Event};
 
@@ -55,10 +56,20 @@ pub enum Intent {
     ClearLine,
     ConfirmYes,
     ConfirmNo,
+    /// Open the model picker.
+    OpenModels,
+    CloseModels,
+    /// Load the picker's selected model through the worker.
+    LoadModel,
+    VerifyModel,
+    DownloadModel,
+    /// Hugging Face ↔ ModelScope for downloads.
+    ToggleFetchSource,
+    RescanModels,
 }
 
 impl Intent {
-    pub const ALL: [Intent; 34] = [
+    pub const ALL: [Intent; 41] = [
         Intent::Quit,
         Intent::Interrupt,
         Intent::ToggleHelp,
@@ -93,6 +104,13 @@ impl Intent {
         Intent::ClearLine,
         Intent::ConfirmYes,
         Intent::ConfirmNo,
+        Intent::OpenModels,
+        Intent::CloseModels,
+        Intent::LoadModel,
+        Intent::VerifyModel,
+        Intent::DownloadModel,
+        Intent::ToggleFetchSource,
+        Intent::RescanModels,
     ];
 
     /// The action's name in the config's `[keys]` table.
@@ -132,6 +150,13 @@ impl Intent {
             Intent::ClearLine => "clear_input",
             Intent::ConfirmYes => "confirm_quit",
             Intent::ConfirmNo => "keep_running",
+            Intent::OpenModels => "models",
+            Intent::CloseModels => "close_models",
+            Intent::LoadModel => "load_model",
+            Intent::VerifyModel => "verify_model",
+            Intent::DownloadModel => "download_model",
+            Intent::ToggleFetchSource => "download_source",
+            Intent::RescanModels => "rescan_models",
         }
     }
 
@@ -181,6 +206,8 @@ pub enum Action {
     },
     SessionLoaded(Result<LoadedSession, String>),
     SessionSaved(Result<PathBuf, String>),
+    /// Model loads, discovery results and download/verify progress (`app::models`).
+    Models(ModelsAction),
 }
 
 impl From<Intent> for Action {
@@ -195,4 +222,6 @@ pub enum Effect {
     Worker(Command),
     SaveSession(PathBuf),
     LoadSession(PathBuf),
+    /// Discovery and download/verify jobs, run off the UI thread.
+    Models(ModelsEffect),
 }

@@ -69,6 +69,8 @@ pub enum Mode {
     Help,
     /// `q` while a job runs: asks first.
     ConfirmQuit,
+    /// The model picker overlay (`m`).
+    Models,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,6 +331,8 @@ pub struct AppState {
     pub rng_state: u64,
     /// The key bindings (defaults + config overrides): resolves keys, generates hints and help.
     pub keymap: Keymap,
+    /// The model picker, the model asked for, and download/verify jobs (`app::models`).
+    pub models: super::models::ModelsState,
 }
 
 impl AppState {
@@ -361,6 +365,7 @@ impl AppState {
             quitting: false,
             rng_state: rng_seed,
             keymap: Keymap::default(),
+            models: Default::default(),
         }
     }
 
