@@ -217,7 +217,10 @@ impl BenchPlan {
     /// warm-up fails is not measured again).
     pub fn job_count(&self) -> usize {
         let runs = self.runs.as_ref().map_or(0, |r| self.warmup + r.count);
-        let sweep = self.sweep.as_ref().map_or(0, |s| s.sizes.len() * (self.warmup + 1));
+        let sweep = self
+            .sweep
+            .as_ref()
+            .map_or(0, |s| s.sizes.len() * (self.warmup + 1));
         let soak = self.soak.as_ref().map_or(0, |s| self.warmup + s.count);
         runs + sweep + soak
     }

@@ -61,7 +61,10 @@ impl Job {
 
 #[derive(Debug)]
 pub enum Command {
-    LoadModel { spec: ModelSpec, options: LoadOptions },
+    LoadModel {
+        spec: ModelSpec,
+        options: LoadOptions,
+    },
     Submit(Job),
     Cancel(JobId),
     /// Run a bench plan (the Stress view) on the loaded model: the same runner as

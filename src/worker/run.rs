@@ -1,9 +1,9 @@
 //! The worker loop: an ordered queue of loads and jobs, commands drained between steps.
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 

@@ -51,7 +51,8 @@ impl Worker {
         let fail = |message: String| {
             let _ = caller.send(Event::Stress(StressEvent::Failed { message }));
         };
-        let (Some(engine), Some((options, load_s))) = (self.engine.as_deref(), self.loaded_with.clone()) else {
+        let (Some(engine), Some((options, load_s))) = (self.engine.as_deref(), self.loaded_with.clone())
+        else {
             return fail(format!("no model is loaded ({})", self.no_engine_reason));
         };
         let info = engine.info().clone();
