@@ -630,6 +630,8 @@ fn worker_event(state: &mut AppState, event: Event, at: Duration) {
             state.revision += 1;
         }
         Event::Log { message } => state.push_log(LogLevel::Info, message),
+        // The Stress view is not wired yet.
+        Event::Stress(_) => {}
     }
 }
 

@@ -94,6 +94,12 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// Uses a model that is already loaded (the dashboard's), instead of loading one.
+    pub fn use_loaded(&mut self, info: ModelInfo, load_s: f64, low_vram: bool) {
+        self.estimator = Some(MemoryEstimator::for_model(&info, low_vram));
+        self.model = Some((info, load_s));
+    }
+
     /// The shape-based peak estimate for a request, once a model is loaded.
     pub fn estimate(&self, request: &GenerationRequest) -> Option<MemoryEstimate> {
         self.estimator.as_ref().map(|e| e.estimate(request))
@@ -211,7 +217,11 @@ impl<'a> Runner<'a> {
                 if i > 0 && !soak.interval.is_zero() {
                     self.pause(soak.interval);
                 }
-                jobs.push(self.job(Section::Soak, plan, request(i), i + 1, false)?);
+                let record = self.job(Section::Soak, plan, request(i), i + 1, false)?;
+                if self.stopped_mid_job(&record) {
+                    break;
+                }
+                jobs.push(record);
             }
             let stats = SoakStats::compute(&jobs);
             report.soak = Some(SoakSection {
@@ -250,9 +260,22 @@ impl<'a> Runner<'a> {
                 break;
             }
             let record = self.job(section, plan, request, i + 1, warmup)?;
+            if self.stopped_mid_job(&record) {
+                break;
+            }
             out.push(record);
         }
         Ok(out)
+    }
+
+    /// A job cancelled because the run was asked to stop measured nothing: it is left out of the
+    /// report rather than counted as a failure.
+    fn stopped_mid_job(&self, record: &JobRecord) -> bool {
+        record.outcome
+            == Outcome::Failed {
+                failure: FailureKind::Cancelled,
+            }
+            && self.observer.stop_requested()
     }
 
     /// One job: refused when over budget, otherwise submitted and awaited.
@@ -428,7 +451,7 @@ mod tests {
                     });
                     self.submitted.push(job);
                 }
-                Command::Cancel(_) | Command::Shutdown => {}
+                Command::Cancel(_) | Command::Shutdown | Command::Stress(_) | Command::CancelStress => {}
             }
             Ok(())
         }
