@@ -102,26 +102,18 @@ fn find_pngs(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-#[test]
-fn dashboard_generates_saves_and_restores_the_terminal() {
-    if !tmux_available() {
-        eprintln!("SKIPPED: tmux is not installed; the real-terminal end-to-end test needs it");
-        return;
-    }
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let root = tmp.path();
+/// A detached tmux session running a plain shell with a known prompt (so we can see it come back
+/// after quitting), HOME and the XDG dirs under `root`, plus `extra_env` ("NAME=value ...").
+fn open_terminal(root: &Path, extra_env: &str) -> Tmux {
     for dir in ["home", "config", "data", "cache", "state", "work"] {
         std::fs::create_dir_all(root.join(dir)).expect("mkdir");
     }
-    let bin = env!("CARGO_BIN_EXE_zimage-tui");
-    let session = root.join("work/session.toml");
     let tmux = Tmux {
         socket: root.join("tmux.sock"),
     };
-    // A plain shell with a known prompt, so we can see it come back after quitting.
     let shell_env = format!(
         "env -i PATH=/usr/bin:/bin TERM=xterm-256color LANG=C.UTF-8 HOME={0}/home XDG_CONFIG_HOME={0}/config \
-         XDG_DATA_HOME={0}/data XDG_CACHE_HOME={0}/cache XDG_STATE_HOME={0}/state PS1='E2E$ ' sh",
+         XDG_DATA_HOME={0}/data XDG_CACHE_HOME={0}/cache XDG_STATE_HOME={0}/state {extra_env} PS1='E2E$ ' sh",
         root.display()
     );
     let out = tmux.cmd(&[
@@ -143,6 +135,20 @@ fn dashboard_generates_saves_and_restores_the_terminal() {
         String::from_utf8_lossy(&out.stderr)
     );
     tmux.wait_for("E2E$", Duration::from_secs(5));
+    tmux
+}
+
+#[test]
+fn dashboard_generates_saves_and_restores_the_terminal() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed; the real-terminal end-to-end test needs it");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let root = tmp.path();
+    let bin = env!("CARGO_BIN_EXE_zimage-tui");
+    let session = root.join("work/session.toml");
+    let tmux = open_terminal(root, "");
 
     let command = format!(
         "cd {work} && {bin} --session {session} --image-protocol auto; echo EXIT=$?",
@@ -209,4 +215,50 @@ fn dashboard_generates_saves_and_restores_the_terminal() {
     let job = jobs[0].as_table().expect("job table");
     assert_eq!(job.get("status").and_then(|s| s.as_str()), Some("done"), "{text}");
     assert_eq!(job.get("prompt").and_then(|s| s.as_str()), Some("a tiny red fox"));
+}
+
+#[test]
+fn the_model_picker_loads_a_found_checkpoint_and_verifies_it_in_the_queue() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed; the real-terminal end-to-end test needs it");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let root = tmp.path();
+    // The tiny parity checkpoint (real diffusers layout), found through $ZIMAGE_MODEL.
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
+    let tmux = open_terminal(root, &format!("ZIMAGE_MODEL={fixture}"));
+    let command = format!(
+        "cd {work} && {bin} --no-autosave --image-protocol halfblocks; echo EXIT=$?",
+        work = root.join("work").display(),
+        bin = env!("CARGO_BIN_EXE_zimage-tui"),
+    );
+    tmux.literal(&command);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("demo model", Duration::from_secs(20));
+
+    // m: discovery runs off the UI thread and lists the checkpoint above the demo model.
+    tmux.keys(&["m"]);
+    let screen = tmux.wait_for("fixtures/tiny", Duration::from_secs(10));
+    assert!(screen.contains("complete"), "{screen}");
+    // Up to it, Enter: the worker loads it.
+    tmux.keys(&["k", "Enter"]);
+    tmux.wait_for("Loaded Z-Image-Turbo", Duration::from_secs(20));
+
+    // m, v: a verification job runs in the queue pane and reports.
+    tmux.keys(&["m"]);
+    tmux.wait_for("fixtures/tiny", Duration::from_secs(10));
+    tmux.keys(&["v"]);
+    let screen = tmux.wait_for("V1 verified", Duration::from_secs(20));
+    assert!(
+        screen.contains("V1 done"),
+        "the job row shows the outcome:\n{screen}"
+    );
+
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for_line("EXIT=", Duration::from_secs(10));
+    assert!(
+        screen.lines().any(|l| l.starts_with("EXIT=0")),
+        "clean exit; screen:\n{screen}"
+    );
 }

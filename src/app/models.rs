@@ -617,9 +617,16 @@ fn load_selected(state: &mut AppState, effects: &mut Vec<Effect>) {
     let title = candidate.title();
     if !candidate.complete {
         let problem = candidate.problem.unwrap_or_else(|| "incomplete".into());
+        // Only the hubs' caches are where `f` downloads to.
+        let hint = match candidate.origin {
+            CandidateOrigin::Found(ModelSource::HuggingFaceCache | ModelSource::ModelScopeCache) => {
+                "f resumes its download"
+            }
+            _ => "fix the directory or pick another",
+        };
         state.notify(
             LogLevel::Error,
-            format!("Not loading {title}: {problem}. f downloads (resumes) it; the current model stays"),
+            format!("Not loading {title}: {problem}. {hint}; the current model stays"),
         );
         return;
     }

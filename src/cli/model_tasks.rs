@@ -261,7 +261,7 @@ impl VerifyAdapter {
                     let basis = match outcome.basis {
                         VerifyBasis::Manifest => "against the hub's file list",
                         VerifyBasis::HfBlobNames => "against the HF cache's blob hashes",
-                        VerifyBasis::StructureOnly => "(structure only: no hashes recorded here)",
+                        VerifyBasis::StructureOnly => "for presence and size only (no hashes recorded here)",
                     };
                     out.push(ModelJobEvent::Finished(ModelJobOutcome::Verified {
                         checked: outcome.checked,

@@ -214,6 +214,18 @@ async fn dashboard(args: ConfigArgs) -> anyhow::Result<()> {
         .filter(|j| matches!(j.status, JobStatus::Done { .. }))
         .count();
     println!("zimage-tui: {done} image(s) done this session");
+    for job in state.models.jobs.iter().filter(|j| j.is_running()) {
+        println!(
+            "{} {} stopped at quit{}",
+            job.tag(),
+            job.kind_label(),
+            match job.kind {
+                crate::app::models::ModelJobKind::Download { .. } =>
+                    "; partial files are kept: `zimage-tui fetch` (or f in the model picker) resumes",
+                crate::app::models::ModelJobKind::Verify { .. } => "",
+            }
+        );
+    }
     if let Some(path) = state
         .queue
         .iter()
