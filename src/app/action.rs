@@ -55,10 +55,16 @@ pub enum Intent {
     ClearLine,
     ConfirmYes,
     ConfirmNo,
+    /// Open or close the Stress view.
+    ToggleStress,
+    /// Stress view: cycle runs → sweep → soak → all.
+    StressNextMode,
+    StartStress,
+    CancelStress,
 }
 
 impl Intent {
-    pub const ALL: [Intent; 34] = [
+    pub const ALL: [Intent; 38] = [
         Intent::Quit,
         Intent::Interrupt,
         Intent::ToggleHelp,
@@ -93,6 +99,10 @@ impl Intent {
         Intent::ClearLine,
         Intent::ConfirmYes,
         Intent::ConfirmNo,
+        Intent::ToggleStress,
+        Intent::StressNextMode,
+        Intent::StartStress,
+        Intent::CancelStress,
     ];
 
     /// The action's name in the config's `[keys]` table.
@@ -132,6 +142,10 @@ impl Intent {
             Intent::ClearLine => "clear_input",
             Intent::ConfirmYes => "confirm_quit",
             Intent::ConfirmNo => "keep_running",
+            Intent::ToggleStress => "stress_view",
+            Intent::StressNextMode => "stress_mode",
+            Intent::StartStress => "start_stress",
+            Intent::CancelStress => "cancel_stress",
         }
     }
 

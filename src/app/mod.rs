@@ -8,6 +8,7 @@ pub mod keymap;
 pub mod persist;
 pub mod reducer;
 pub mod state;
+pub mod stress;
 
 pub use action::{Action, Effect, Intent, LoadedSession};
 pub use reducer::update;

@@ -78,6 +78,8 @@ pub enum LineInputPurpose {
     Seed,
     SaveSession,
     LoadSession,
+    /// A row of the Stress view's form.
+    Stress(super::stress::StressField),
 }
 
 impl LineInputPurpose {
@@ -88,6 +90,7 @@ impl LineInputPurpose {
             LineInputPurpose::Seed => "Seed (number or \"random\")",
             LineInputPurpose::SaveSession => "Save session to",
             LineInputPurpose::LoadSession => "Load session from",
+            LineInputPurpose::Stress(field) => field.input_label(),
         }
     }
 }
@@ -329,6 +332,8 @@ pub struct AppState {
     pub rng_state: u64,
     /// The key bindings (defaults + config overrides): resolves keys, generates hints and help.
     pub keymap: Keymap,
+    /// The Stress view (bench runs on the worker) and its current or last run.
+    pub stress: super::stress::StressView,
 }
 
 impl AppState {
@@ -361,6 +366,7 @@ impl AppState {
             quitting: false,
             rng_state: rng_seed,
             keymap: Keymap::default(),
+            stress: Default::default(),
         }
     }
 
