@@ -194,7 +194,10 @@ fn dashboard_generates_saves_and_restores_the_terminal() {
     tmux.keys(&["s"]);
     let screen = tmux.wait_for("Stress run finished", Duration::from_secs(60));
     assert!(screen.contains("images 3/3"), "three images measured:\n{screen}");
-    assert!(screen.contains("RSS slope"), "the summary shows the slope:\n{screen}");
+    assert!(
+        screen.contains("RSS slope"),
+        "the summary shows the slope:\n{screen}"
+    );
     assert!(screen.contains("time drift"), "and the drift:\n{screen}");
     tmux.keys(&["b"]);
     tmux.wait_for("Queue", Duration::from_secs(5));

@@ -9,8 +9,13 @@ use std::time::Duration;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
+use zimage_tui::app::models::{
+    CandidateOrigin, Discovery, ModelCandidate, ModelJobEvent, ModelJobOutcome, ModelsAction,
+};
 use zimage_tui::app::state::{GpuReading, Settings};
 use zimage_tui::app::{update, Action, AppState, Intent};
+use zimage_tui::fetch::Source;
+use zimage_tui::model::loader::{LoadOptions, ModelSource, ModelSpec};
 use zimage_tui::model::pipeline::ModelInfo;
 use zimage_tui::model::{RgbImage, Stage, StageTimings};
 use zimage_tui::ui::{draw, Palette};
@@ -315,6 +320,174 @@ fn finished_no_gpu() -> AppState {
     s
 }
 
+fn hf_snapshot() -> PathBuf {
+    PathBuf::from(
+        "/home/me/.cache/huggingface/hub/models--Tongyi-MAI--Z-Image-Turbo/snapshots/0123456789abcdef",
+    )
+}
+
+/// What discovery might find: a complete HF cache checkpoint (the default, with a bf16 cache)
+/// and a ModelScope one whose download stopped half way.
+fn discovery() -> Discovery {
+    let ms_dir = PathBuf::from("/home/me/.cache/modelscope/hub/models/Tongyi-MAI/Z-Image-Turbo");
+    Discovery {
+        candidates: vec![
+            ModelCandidate {
+                spec: ModelSpec::Dir(hf_snapshot()),
+                origin: CandidateOrigin::Found(ModelSource::HuggingFaceCache),
+                bytes: Some(32_900_000_000),
+                complete: true,
+                problem: None,
+                dtypes: vec![
+                    ("text_encoder".into(), "BF16 4.02B".into()),
+                    ("transformer".into(), "F32 6.15B".into()),
+                    ("vae".into(), "F32 83.8M".into()),
+                ],
+                bf16_cache: true,
+                partial_files: 0,
+                default: true,
+            },
+            ModelCandidate {
+                spec: ModelSpec::Dir(ms_dir.clone()),
+                origin: CandidateOrigin::Found(ModelSource::ModelScopeCache),
+                bytes: Some(12_400_000_000),
+                complete: false,
+                problem: Some(
+                    "transformer/diffusion_pytorch_model-00002-of-00003.safetensors: missing".into(),
+                ),
+                dtypes: vec![("text_encoder".into(), "BF16 4.02B".into())],
+                bf16_cache: false,
+                partial_files: 1,
+                default: false,
+            },
+        ],
+        targets: vec![
+            (
+                Source::HuggingFace,
+                PathBuf::from("/home/me/.cache/huggingface/hub/models--Tongyi-MAI--Z-Image-Turbo"),
+            ),
+            (Source::ModelScope, ms_dir),
+        ],
+    }
+}
+
+fn models(state: &mut AppState, action: ModelsAction) {
+    act(state, Action::Models(action));
+}
+
+/// The picker open over an idle dashboard on the demo model, the HF checkpoint selected.
+fn picker() -> AppState {
+    let mut s = fresh();
+    models(
+        &mut s,
+        ModelsAction::Load {
+            spec: ModelSpec::Demo,
+            options: LoadOptions::default(),
+        },
+    );
+    worker(
+        &mut s,
+        Event::Loaded {
+            info: demo_info(),
+            secs: 0.5,
+        },
+        500,
+    );
+    intent(&mut s, Intent::OpenModels);
+    models(&mut s, ModelsAction::Found(discovery()));
+    intent(&mut s, Intent::Top);
+    s
+}
+
+/// The busy queue plus a download at 40 % (second of three files) and a finished verification.
+fn downloading() -> AppState {
+    let mut s = busy();
+    intent(&mut s, Intent::OpenModels);
+    models(&mut s, ModelsAction::Found(discovery()));
+    intent(&mut s, Intent::VerifyModel);
+    let verify = 1;
+    let job = |s: &mut AppState, id, event, at_ms| {
+        models(
+            s,
+            ModelsAction::Job {
+                id,
+                event,
+                at: ms(at_ms),
+            },
+        )
+    };
+    job(
+        &mut s,
+        verify,
+        ModelJobEvent::Planned {
+            dir: None,
+            files: 2,
+            bytes: 20 << 20,
+            present: 0,
+        },
+        6000,
+    );
+    job(
+        &mut s,
+        verify,
+        ModelJobEvent::Finished(ModelJobOutcome::Verified {
+            checked: 14,
+            bytes: 32_900_000_000,
+            basis: "against the hub's file list".into(),
+        }),
+        6000,
+    );
+    intent(&mut s, Intent::OpenModels);
+    intent(&mut s, Intent::DownloadModel);
+    let download = 2;
+    job(
+        &mut s,
+        download,
+        ModelJobEvent::Planned {
+            dir: Some(hf_snapshot()),
+            files: 3,
+            bytes: 3 << 30,
+            present: 11,
+        },
+        6000,
+    );
+    job(
+        &mut s,
+        download,
+        ModelJobEvent::FileStarted {
+            path: "transformer/diffusion_pytorch_model-00001-of-00003.safetensors".into(),
+            size: 1 << 30,
+        },
+        6000,
+    );
+    job(&mut s, download, ModelJobEvent::FileProgress { done: 0 }, 6000);
+    job(
+        &mut s,
+        download,
+        ModelJobEvent::FileProgress { done: 1 << 30 },
+        16_000,
+    );
+    job(&mut s, download, ModelJobEvent::FileDone, 16_000);
+    job(
+        &mut s,
+        download,
+        ModelJobEvent::FileStarted {
+            path: "transformer/diffusion_pytorch_model-00002-of-00003.safetensors".into(),
+            size: 1 << 30,
+        },
+        16_000,
+    );
+    job(&mut s, download, ModelJobEvent::FileProgress { done: 0 }, 16_000);
+    job(
+        &mut s,
+        download,
+        ModelJobEvent::FileProgress { done: 1 << 28 },
+        18_000,
+    );
+    act(&mut s, Action::Tick { at: ms(18_000) });
+    s
+}
+
 /// A stress soak of 20 images at 512² with 12 done (one warm-up first): times wobble around
 /// 1.4 s, memory in use creeps up 2 MiB per image; image 7 ran out of memory.
 fn stress_mid_soak() -> AppState {
@@ -509,6 +682,15 @@ screens! {
         worker(&mut s, Event::LoadFailed { message: "/models/z: transformer/config.json is missing".into() }, 300);
         s
     };
+    model_picker: picker();
+    model_picker_no_model_loaded: {
+        let mut s = picker();
+        worker(&mut s, Event::LoadFailed { message: "out of memory".into() }, 900);
+        intent(&mut s, Intent::OpenModels);
+        intent(&mut s, Intent::Down);
+        s
+    };
+    queue_with_a_download: downloading();
     stress_view_mid_soak: stress_mid_soak();
     stress_view_finished: stress_finished();
     stress_view_before_a_run: {

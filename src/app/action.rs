@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crossterm::event::KeyEvent;
 
+use super::models::{ModelsAction, ModelsEffect};
 use super::state::{GpuReading, LogLevel, QueueEntry};
 use crate::worker::{Command, Event};
 
@@ -61,10 +62,20 @@ pub enum Intent {
     StressNextMode,
     StartStress,
     CancelStress,
+    /// Open the model picker.
+    OpenModels,
+    CloseModels,
+    /// Load the picker's selected model through the worker.
+    LoadModel,
+    VerifyModel,
+    DownloadModel,
+    /// Hugging Face ↔ ModelScope for downloads.
+    ToggleFetchSource,
+    RescanModels,
 }
 
 impl Intent {
-    pub const ALL: [Intent; 38] = [
+    pub const ALL: [Intent; 45] = [
         Intent::Quit,
         Intent::Interrupt,
         Intent::ToggleHelp,
@@ -103,6 +114,13 @@ impl Intent {
         Intent::StressNextMode,
         Intent::StartStress,
         Intent::CancelStress,
+        Intent::OpenModels,
+        Intent::CloseModels,
+        Intent::LoadModel,
+        Intent::VerifyModel,
+        Intent::DownloadModel,
+        Intent::ToggleFetchSource,
+        Intent::RescanModels,
     ];
 
     /// The action's name in the config's `[keys]` table.
@@ -146,6 +164,13 @@ impl Intent {
             Intent::StressNextMode => "stress_mode",
             Intent::StartStress => "start_stress",
             Intent::CancelStress => "cancel_stress",
+            Intent::OpenModels => "models",
+            Intent::CloseModels => "close_models",
+            Intent::LoadModel => "load_model",
+            Intent::VerifyModel => "verify_model",
+            Intent::DownloadModel => "download_model",
+            Intent::ToggleFetchSource => "download_source",
+            Intent::RescanModels => "rescan_models",
         }
     }
 
@@ -195,6 +220,8 @@ pub enum Action {
     },
     SessionLoaded(Result<LoadedSession, String>),
     SessionSaved(Result<PathBuf, String>),
+    /// Model loads, discovery results and download/verify progress (`app::models`).
+    Models(ModelsAction),
 }
 
 impl From<Intent> for Action {
@@ -209,4 +236,6 @@ pub enum Effect {
     Worker(Command),
     SaveSession(PathBuf),
     LoadSession(PathBuf),
+    /// Discovery and download/verify jobs, run off the UI thread.
+    Models(ModelsEffect),
 }

@@ -24,10 +24,12 @@ pub enum Context {
     Help,
     /// The Stress view (full screen, normal mode).
     Stress,
+    /// The model picker overlay.
+    Models,
 }
 
 impl Context {
-    pub const ALL: [Context; 8] = [
+    pub const ALL: [Context; 9] = [
         Context::Global,
         Context::Queue,
         Context::Editor,
@@ -36,6 +38,7 @@ impl Context {
         Context::LineInput,
         Context::ConfirmQuit,
         Context::Help,
+        Context::Models,
     ];
 
     pub fn title(self) -> &'static str {
@@ -48,6 +51,7 @@ impl Context {
             Context::ConfirmQuit => "Quit while a job runs",
             Context::Help => "Help",
             Context::Stress => "Stress view",
+            Context::Models => "Model picker",
         }
     }
 }
@@ -323,6 +327,7 @@ pub static DEFAULT_BINDINGS: &[Binding] = &[
         "stress test (bench) view",
         false,
     ),
+    bind(C::Global, &[K::ch('m')], Intent::OpenModels, "model picker", true),
     bind(C::Global, &[K::ch('?')], Intent::ToggleHelp, "help", true),
     bind(C::Global, &[K::ch('q')], Intent::Quit, "quit", true),
     bind(
@@ -468,6 +473,66 @@ pub static DEFAULT_BINDINGS: &[Binding] = &[
         "cancel running job, then quit",
         false,
     ),
+    // Model picker
+    bind(
+        C::Models,
+        &[K::plain(KeyCode::Enter)],
+        Intent::LoadModel,
+        "load model",
+        true,
+    ),
+    bind(C::Models, &[K::ch('v')], Intent::VerifyModel, "verify", true),
+    bind(C::Models, &[K::ch('f')], Intent::DownloadModel, "download", true),
+    bind(
+        C::Models,
+        &[K::ch('s')],
+        Intent::ToggleFetchSource,
+        "switch hub",
+        true,
+    ),
+    bind(C::Models, &[K::ch('r')], Intent::RescanModels, "rescan", true),
+    bind(
+        C::Models,
+        &[K::ch('j'), K::plain(KeyCode::Down)],
+        Intent::Down,
+        "down",
+        false,
+    ),
+    bind(
+        C::Models,
+        &[K::ch('k'), K::plain(KeyCode::Up)],
+        Intent::Up,
+        "up",
+        false,
+    ),
+    bind(
+        C::Models,
+        &[K::ch('g'), K::plain(KeyCode::Home)],
+        Intent::Top,
+        "first",
+        false,
+    ),
+    bind(
+        C::Models,
+        &[K::ch('G'), K::plain(KeyCode::End)],
+        Intent::Bottom,
+        "last",
+        false,
+    ),
+    bind(
+        C::Models,
+        &[K::plain(KeyCode::Esc), K::ch('m'), K::ch('q')],
+        Intent::CloseModels,
+        "close",
+        true,
+    ),
+    bind(
+        C::Models,
+        &[K::ctrl('c')],
+        Intent::Interrupt,
+        "cancel running job, then quit",
+        false,
+    ),
 ];
 
 /// The contexts consulted for the current state, most specific first.
@@ -478,6 +543,7 @@ pub fn active_contexts(state: &AppState) -> Vec<Context> {
         Mode::InsertPrompt => vec![Context::Insert],
         Mode::LineInput(_) => vec![Context::LineInput],
         Mode::Normal if state.stress.open => vec![Context::Stress],
+        Mode::Models => vec![Context::Models],
         Mode::Normal => match state.focus {
             Pane::Queue => vec![Context::Queue, Context::Global],
             Pane::Editor => vec![Context::Editor, Context::Global],
@@ -530,7 +596,7 @@ impl Keymap {
 
     /// Two actions on one key where both are looked up together would hide one of them.
     fn check_clashes(&self) -> Result<(), String> {
-        let lookups: [&[Context]; 7] = [
+        let lookups: [&[Context]; 8] = [
             &[Context::Queue, Context::Global],
             &[Context::Editor, Context::Global],
             &[Context::Stress],
@@ -538,6 +604,7 @@ impl Keymap {
             &[Context::LineInput],
             &[Context::ConfirmQuit],
             &[Context::Help],
+            &[Context::Models],
         ];
         for contexts in lookups {
             let bindings: Vec<&Binding> = self
@@ -857,6 +924,7 @@ mod tests {
                 Context::ConfirmQuit => s.mode = Mode::ConfirmQuit,
                 Context::Help => s.mode = Mode::Help,
                 Context::Stress => s.stress.open = true,
+                Context::Models => s.mode = Mode::Models,
             }
             for k in b.keys.iter() {
                 let ev = KeyEvent::new(k.code, k.modifiers);

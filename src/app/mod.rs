@@ -5,6 +5,7 @@
 pub mod action;
 pub mod editor;
 pub mod keymap;
+pub mod models;
 pub mod persist;
 pub mod reducer;
 pub mod state;

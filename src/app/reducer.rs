@@ -7,6 +7,7 @@ use crossterm::event::KeyEvent;
 
 use super::action::{Action, Effect, Intent, LoadedSession};
 use super::editor::{new_line_input, parse_seed, parse_size, parse_steps, DraftField};
+use super::models;
 use super::state::{
     AppState, FinishedRun, GpuReading, JobStatus, LineInputPurpose, LogLevel, Mode, ModelStatus, Pane,
     PreviewImage, QueueEntry, RunProgress, SeedChoice, GPU_HISTORY,
@@ -36,7 +37,11 @@ pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
         Action::Paste(text) => paste(state, &text),
         Action::Worker { event, at } => {
             state.now = state.now.max(at);
+            let load = models::load_outcome(&event);
             worker_event(state, event, at);
+            if let Some(outcome) = load {
+                models::after_load(state, outcome, &mut effects);
+            }
         }
         Action::Gpu(reading) => gpu_reading(state, reading),
         Action::GpuUnavailable {
@@ -63,12 +68,16 @@ pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
             state.session_path = Some(path);
         }
         Action::SessionSaved(Err(message)) => state.notify(LogLevel::Error, message),
+        Action::Models(action) => models::update(state, action, &mut effects),
     }
     start_next_job(state, &mut effects);
     effects
 }
 
 fn apply_intent(state: &mut AppState, intent: Intent, effects: &mut Vec<Effect>) {
+    if state.mode == Mode::Models && models::picker_intent(state, intent, effects) {
+        return;
+    }
     if super::stress::intent(state, intent, effects) {
         return;
     }
@@ -168,6 +177,14 @@ fn apply_intent(state: &mut AppState, intent: Intent, effects: &mut Vec<Effect>)
         Intent::ConfirmNo => state.mode = Mode::Normal,
         // Handled by the Stress view (or meaningless outside it).
         Intent::ToggleStress | Intent::StressNextMode | Intent::StartStress | Intent::CancelStress => {}
+        Intent::OpenModels => models::open_picker(state, effects),
+        // Only bound in the picker, which handles them above.
+        Intent::CloseModels
+        | Intent::LoadModel
+        | Intent::VerifyModel
+        | Intent::DownloadModel
+        | Intent::ToggleFetchSource
+        | Intent::RescanModels => {}
     }
 }
 
@@ -216,8 +233,11 @@ fn move_cursor(state: &mut AppState, delta: isize) {
             .saturating_add(delta)
             .clamp(0, len as isize - 1) as usize
     }
+    if state.mode == Mode::Models {
+        return models::move_selection(state, delta);
+    }
     match state.focus {
-        Pane::Queue => state.selected = step(state.selected, state.queue.len(), delta),
+        Pane::Queue => state.selected = step(state.selected, models::queue_rows(state), delta),
         Pane::Editor => {
             let i = DraftField::ALL
                 .iter()
@@ -412,6 +432,9 @@ fn rerun_job(state: &mut AppState) {
 }
 
 fn delete_job(state: &mut AppState) {
+    if models::delete_selected(state) {
+        return;
+    }
     let Some(entry) = state.selected_entry() else {
         return;
     };
@@ -444,6 +467,9 @@ fn move_job(state: &mut AppState, delta: isize) {
 }
 
 fn cancel_selected(state: &mut AppState, effects: &mut Vec<Effect>) {
+    if models::cancel_selected(state, effects) {
+        return;
+    }
     let Some(entry) = state.selected_entry() else {
         return;
     };
@@ -477,7 +503,7 @@ fn text_key(state: &mut AppState, key: KeyEvent) {
         Mode::LineInput(_) => {
             state.draft.line.input(key);
         }
-        Mode::Normal | Mode::Help | Mode::ConfirmQuit => {}
+        Mode::Normal | Mode::Help | Mode::ConfirmQuit | Mode::Models => {}
     }
 }
 
@@ -496,7 +522,7 @@ fn paste(state: &mut AppState, text: &str) {
             state.mode = Mode::InsertPrompt;
             state.draft.prompt.insert_str(&text);
         }
-        Mode::Help | Mode::ConfirmQuit => {}
+        Mode::Help | Mode::ConfirmQuit | Mode::Models => {}
     }
 }
 

@@ -69,6 +69,8 @@ pub enum Mode {
     Help,
     /// `q` while a job runs: asks first.
     ConfirmQuit,
+    /// The model picker overlay (`m`).
+    Models,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,6 +336,8 @@ pub struct AppState {
     pub keymap: Keymap,
     /// The Stress view (bench runs on the worker) and its current or last run.
     pub stress: super::stress::StressView,
+    /// The model picker, the model asked for, and download/verify jobs (`app::models`).
+    pub models: super::models::ModelsState,
 }
 
 impl AppState {
@@ -367,6 +371,7 @@ impl AppState {
             rng_state: rng_seed,
             keymap: Keymap::default(),
             stress: Default::default(),
+            models: Default::default(),
         }
     }
 

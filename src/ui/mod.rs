@@ -7,6 +7,7 @@ pub mod gpu;
 pub mod help;
 pub mod layout;
 pub mod log;
+pub mod models;
 pub mod preview;
 pub mod progress;
 pub mod queue;
@@ -51,10 +52,11 @@ pub fn draw(frame: &mut Frame, state: &AppState, palette: &Palette) -> Drawn {
     match state.mode {
         Mode::Help => help::draw(frame, area, &state.keymap, palette),
         Mode::ConfirmQuit => status::draw_confirm_quit(frame, area, state, palette),
+        Mode::Models => models::draw(frame, area, state, palette),
         _ => {}
     }
     Drawn {
-        preview_image: if state.mode == Mode::Help {
+        preview_image: if matches!(state.mode, Mode::Help | Mode::Models) {
             None
         } else {
             preview_image

@@ -26,9 +26,10 @@ pub fn draw_header(frame: &mut Frame, area: Rect, state: &AppState, palette: &Pa
             };
             Span::styled(format!("{} · {} {}", info.label, info.device, info.dtype), style)
         }
-        ModelStatus::Failed { .. } => {
-            Span::styled("model failed to load", Style::default().fg(palette.error))
-        }
+        ModelStatus::Failed { .. } => Span::styled(
+            "no model loaded (m picks one)",
+            Style::default().fg(palette.error),
+        ),
     };
     let queued = state
         .queue
