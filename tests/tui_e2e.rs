@@ -1,7 +1,8 @@
 //! End to end in a real terminal: the built binary runs on the demo model inside a detached tmux
 //! session (own socket, temp HOME and XDG dirs). We type a prompt, queue it, wait until it is
-//! done, save the session and quit; then check the PNG decodes, the session TOML has the job as
-//! done, and the shell is back on the normal screen. Skipped (with a message) without tmux.
+//! done, run a short soak in the Stress view, save the session and quit; then check the PNG
+//! decodes, the soak's report was written, the session TOML has the job as done, and the shell is
+//! back on the normal screen. Skipped (with a message) without tmux.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -88,18 +89,22 @@ fn tmux_available() -> bool {
         .unwrap_or(false)
 }
 
-fn find_pngs(dir: &Path, found: &mut Vec<PathBuf>) {
+fn find_files(dir: &Path, want: &dyn Fn(&Path) -> bool, found: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
-            find_pngs(&path, found);
-        } else if path.extension().is_some_and(|e| e == "png") {
+            find_files(&path, want, found);
+        } else if want(&path) {
             found.push(path);
         }
     }
+}
+
+fn find_pngs(dir: &Path, found: &mut Vec<PathBuf>) {
+    find_files(dir, &|p| p.extension().is_some_and(|e| e == "png"), found);
 }
 
 /// A detached tmux session running a plain shell with a known prompt (so we can see it come back
@@ -178,6 +183,31 @@ fn dashboard_generates_saves_and_restores_the_terminal() {
     tmux.wait_for("Queued job #1", Duration::from_secs(5));
     tmux.wait_for("done in", Duration::from_secs(20));
 
+    // A soak of 3 images at 64×64, 2 steps, in the Stress view (rows: mode, size, steps, runs,
+    // sweep, soak). `m` cycles all → runs → sweep → soak.
+    tmux.keys(&["b"]);
+    tmux.wait_for("Stress test", Duration::from_secs(5));
+    tmux.keys(&["m", "m", "m"]);
+    tmux.wait_for("soak (m cycles)", Duration::from_secs(5));
+    tmux.keys(&["j", "Enter", "C-u"]);
+    tmux.literal("64x64");
+    tmux.keys(&["Enter", "j", "Enter", "C-u"]);
+    tmux.literal("2");
+    tmux.keys(&["Enter", "j", "j", "j", "Enter", "C-u"]);
+    tmux.literal("3");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("3 images", Duration::from_secs(5));
+    tmux.keys(&["s"]);
+    let screen = tmux.wait_for("Stress run finished", Duration::from_secs(60));
+    assert!(screen.contains("images 3/3"), "three images measured:\n{screen}");
+    assert!(
+        screen.contains("RSS slope"),
+        "the summary shows the slope:\n{screen}"
+    );
+    assert!(screen.contains("time drift"), "and the drift:\n{screen}");
+    tmux.keys(&["b"]);
+    tmux.wait_for("Queue", Duration::from_secs(5));
+
     tmux.keys(&["S"]);
     tmux.wait_for("Save session to", Duration::from_secs(5));
     tmux.keys(&["Enter"]);
@@ -206,6 +236,17 @@ fn dashboard_generates_saves_and_restores_the_terminal() {
     let mut pixels = vec![0; reader.output_buffer_size().expect("buffer size")];
     let frame = reader.next_frame(&mut pixels).expect("PNG decodes");
     assert_eq!((frame.width, frame.height), (256, 256));
+
+    // The soak's report, written by the same writer as `zimage-tui bench`.
+    let mut reports = Vec::new();
+    find_files(root, &|p| p.ends_with("report.md"), &mut reports);
+    assert_eq!(reports.len(), 1, "one report: {reports:?}");
+    assert!(reports[0].with_file_name("report.json").exists());
+    let md = std::fs::read_to_string(&reports[0]).expect("report.md");
+    assert!(
+        md.contains("## Soak — 3 images at 64×64, 2 steps") && md.contains("## Summary"),
+        "{md}"
+    );
 
     // The session.
     let text = std::fs::read_to_string(&session).expect("session written");

@@ -56,6 +56,12 @@ pub enum Intent {
     ClearLine,
     ConfirmYes,
     ConfirmNo,
+    /// Open or close the Stress view.
+    ToggleStress,
+    /// Stress view: cycle runs → sweep → soak → all.
+    StressNextMode,
+    StartStress,
+    CancelStress,
     /// Open the model picker.
     OpenModels,
     CloseModels,
@@ -69,7 +75,7 @@ pub enum Intent {
 }
 
 impl Intent {
-    pub const ALL: [Intent; 41] = [
+    pub const ALL: [Intent; 45] = [
         Intent::Quit,
         Intent::Interrupt,
         Intent::ToggleHelp,
@@ -104,6 +110,10 @@ impl Intent {
         Intent::ClearLine,
         Intent::ConfirmYes,
         Intent::ConfirmNo,
+        Intent::ToggleStress,
+        Intent::StressNextMode,
+        Intent::StartStress,
+        Intent::CancelStress,
         Intent::OpenModels,
         Intent::CloseModels,
         Intent::LoadModel,
@@ -150,6 +160,10 @@ impl Intent {
             Intent::ClearLine => "clear_input",
             Intent::ConfirmYes => "confirm_quit",
             Intent::ConfirmNo => "keep_running",
+            Intent::ToggleStress => "stress_view",
+            Intent::StressNextMode => "stress_mode",
+            Intent::StartStress => "start_stress",
+            Intent::CancelStress => "cancel_stress",
             Intent::OpenModels => "models",
             Intent::CloseModels => "close_models",
             Intent::LoadModel => "load_model",

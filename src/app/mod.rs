@@ -9,6 +9,7 @@ pub mod models;
 pub mod persist;
 pub mod reducer;
 pub mod state;
+pub mod stress;
 
 pub use action::{Action, Effect, Intent, LoadedSession};
 pub use reducer::update;

@@ -472,6 +472,8 @@ pub fn update(state: &mut AppState, action: ModelsAction, effects: &mut Vec<Effe
 fn request_load(state: &mut AppState, spec: ModelSpec, effects: &mut Vec<Effect>) {
     let part = match state.running_job() {
         Some(job) => format!("after job #{job}"),
+        // The worker finishes the stress run on the current model first.
+        None if state.stress.active() => "after the stress run".into(),
         None => "starting".into(),
     };
     state.model = ModelStatus::Loading {

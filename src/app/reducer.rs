@@ -78,9 +78,12 @@ fn apply_intent(state: &mut AppState, intent: Intent, effects: &mut Vec<Effect>)
     if state.mode == Mode::Models && models::picker_intent(state, intent, effects) {
         return;
     }
+    if super::stress::intent(state, intent, effects) {
+        return;
+    }
     match intent {
         Intent::Quit => {
-            if state.running.is_some() {
+            if state.running.is_some() || state.stress.active() {
                 state.mode = Mode::ConfirmQuit;
             } else {
                 state.quitting = true;
@@ -166,9 +169,14 @@ fn apply_intent(state: &mut AppState, intent: Intent, effects: &mut Vec<Effect>)
             if let Some(run) = &mut state.running {
                 run_cancel(run, effects);
             }
+            if state.stress.active() {
+                super::stress::cancel(state, effects);
+            }
             state.quitting = true;
         }
         Intent::ConfirmNo => state.mode = Mode::Normal,
+        // Handled by the Stress view (or meaningless outside it).
+        Intent::ToggleStress | Intent::StressNextMode | Intent::StartStress | Intent::CancelStress => {}
         Intent::OpenModels => models::open_picker(state, effects),
         // Only bound in the picker, which handles them above.
         Intent::CloseModels
@@ -183,6 +191,17 @@ fn apply_intent(state: &mut AppState, intent: Intent, effects: &mut Vec<Effect>)
 /// Ctrl-C: first cancel the running job (and pause the queue so the next does not start), then
 /// quit on the next press.
 fn interrupt(state: &mut AppState, effects: &mut Vec<Effect>) {
+    if state
+        .stress
+        .run
+        .as_ref()
+        .is_some_and(|r| r.active() && !r.cancel_requested)
+    {
+        super::stress::cancel(state, effects);
+        state.mode = Mode::Normal;
+        state.push_log(LogLevel::Warn, "Ctrl-C again quits");
+        return;
+    }
     match &mut state.running {
         Some(run) if !run.cancel_requested => {
             let job = run.job;
@@ -318,6 +337,7 @@ fn submit_line(state: &mut AppState, effects: &mut Vec<Effect>) {
         }
         LineInputPurpose::Steps => parse_steps(&text).map(|s| state.draft.steps = s),
         LineInputPurpose::Seed => parse_seed(&text).map(|s| state.draft.seed = s),
+        LineInputPurpose::Stress(field) => super::stress::submit_field(state, field, &text),
         LineInputPurpose::SaveSession | LineInputPurpose::LoadSession => {
             let path = text.trim();
             if path.is_empty() {
@@ -630,8 +650,7 @@ fn worker_event(state: &mut AppState, event: Event, at: Duration) {
             state.revision += 1;
         }
         Event::Log { message } => state.push_log(LogLevel::Info, message),
-        // The Stress view is not wired yet.
-        Event::Stress(_) => {}
+        Event::Stress(event) => super::stress::event(state, event),
     }
 }
 
@@ -699,7 +718,13 @@ fn session_loaded(state: &mut AppState, result: Result<LoadedSession, String>) {
 
 /// Submits the first queued job when the model is ready and nothing runs.
 fn start_next_job(state: &mut AppState, effects: &mut Vec<Effect>) {
-    if state.quitting || state.paused || state.running.is_some() || !state.model_ready() {
+    // A stress run has the worker: queued jobs wait for its end.
+    if state.quitting
+        || state.paused
+        || state.running.is_some()
+        || state.stress.active()
+        || !state.model_ready()
+    {
         return;
     }
     let Some(index) = state.queue.iter().position(|e| e.status == JobStatus::Queued) else {

@@ -80,6 +80,8 @@ pub enum LineInputPurpose {
     Seed,
     SaveSession,
     LoadSession,
+    /// A row of the Stress view's form.
+    Stress(super::stress::StressField),
 }
 
 impl LineInputPurpose {
@@ -90,6 +92,7 @@ impl LineInputPurpose {
             LineInputPurpose::Seed => "Seed (number or \"random\")",
             LineInputPurpose::SaveSession => "Save session to",
             LineInputPurpose::LoadSession => "Load session from",
+            LineInputPurpose::Stress(field) => field.input_label(),
         }
     }
 }
@@ -331,6 +334,8 @@ pub struct AppState {
     pub rng_state: u64,
     /// The key bindings (defaults + config overrides): resolves keys, generates hints and help.
     pub keymap: Keymap,
+    /// The Stress view (bench runs on the worker) and its current or last run.
+    pub stress: super::stress::StressView,
     /// The model picker, the model asked for, and download/verify jobs (`app::models`).
     pub models: super::models::ModelsState,
 }
@@ -365,6 +370,7 @@ impl AppState {
             quitting: false,
             rng_state: rng_seed,
             keymap: Keymap::default(),
+            stress: Default::default(),
             models: Default::default(),
         }
     }

@@ -50,9 +50,18 @@ pub fn draw_header(frame: &mut Frame, area: Rect, state: &AppState, palette: &Pa
                 .add_modifier(Modifier::BOLD),
         ),
         Span::raw(" "),
+    ];
+    // First, so that a narrow header still shows it.
+    if let Some(note) = super::stress::header_note(state) {
+        spans.push(Span::styled(
+            format!("{note} │ "),
+            Style::default().fg(palette.accent).add_modifier(Modifier::BOLD),
+        ));
+    }
+    spans.extend([
         model,
         Span::styled(format!(" │ {queued} queued, {done} done"), dim),
-    ];
+    ]);
     if state.paused {
         spans.push(Span::styled(
             " │ PAUSED",
@@ -127,9 +136,11 @@ fn hint_line(state: &AppState, width: usize, palette: &Palette) -> Line<'static>
 }
 
 pub fn draw_confirm_quit(frame: &mut Frame, screen: Rect, state: &AppState, palette: &Palette) {
-    let job = state
-        .running_job()
-        .map_or(String::new(), |id| format!("Job #{id} is running.\n"));
+    let job = match state.running_job() {
+        Some(id) => format!("Job #{id} is running.\n"),
+        None if state.stress.active() => "A stress run is going.\n".into(),
+        None => String::new(),
+    };
     let options: Vec<String> = state
         .keymap
         .bindings()
