@@ -733,3 +733,19 @@ fn every_size_from_the_minimum_up_renders_without_panicking() {
         }
     }
 }
+
+#[test]
+fn the_stress_view_counts_down_the_soak_interval() {
+    use zimage_tui::bench::stress::StressEvent;
+    let mut s = stress_mid_soak();
+    worker(
+        &mut s,
+        Event::Stress(StressEvent::Waiting {
+            interval: Duration::from_secs(30),
+        }),
+        1000,
+    );
+    act(&mut s, Action::Tick { at: ms(11_000) });
+    let screen = render(&s, 80, 24);
+    assert!(screen.contains("next image in 20.0 s"), "{screen}");
+}

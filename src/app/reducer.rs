@@ -650,7 +650,7 @@ fn worker_event(state: &mut AppState, event: Event, at: Duration) {
             state.revision += 1;
         }
         Event::Log { message } => state.push_log(LogLevel::Info, message),
-        Event::Stress(event) => super::stress::event(state, event),
+        Event::Stress(event) => super::stress::event(state, event, at),
     }
 }
 

@@ -137,6 +137,8 @@ pub struct StressRun {
     pub memory: Option<MemorySource>,
     pub section: Option<Section>,
     pub current: Option<StressJob>,
+    /// Between soak images: since when (app time) and for how long.
+    pub waiting: Option<(Duration, Duration)>,
     /// Every finished job in order, warm-ups included.
     pub records: Vec<JobRecord>,
     pub cancel_requested: bool,
@@ -356,6 +358,7 @@ fn start(state: &mut AppState, effects: &mut Vec<Effect>) {
         memory: None,
         section: None,
         current: None,
+        waiting: None,
         records: Vec::new(),
         cancel_requested: false,
         started_at: state.now,
@@ -407,11 +410,13 @@ pub(super) fn cancel(state: &mut AppState, effects: &mut Vec<Effect>) -> bool {
 }
 
 /// Applies one event from the worker's stress run.
-pub(super) fn event(state: &mut AppState, event: StressEvent) {
+pub(super) fn event(state: &mut AppState, event: StressEvent, at: Duration) {
     let Some(run) = state.stress.run.as_mut().filter(|r| r.active()) else {
         return;
     };
+    run.waiting = None;
     match event {
+        StressEvent::Waiting { interval } => run.waiting = Some((at, interval)),
         StressEvent::Started { jobs, memory } => {
             run.planned_jobs = jobs;
             run.memory = Some(memory);

@@ -350,6 +350,32 @@ fn a_run_goes_to_the_worker_once_and_queued_jobs_wait_for_its_end() {
 }
 
 #[test]
+fn the_soak_interval_shows_as_a_wait_until_the_next_image() {
+    let mut s = ready();
+    intent(&mut s, Intent::ToggleStress);
+    intent(&mut s, Intent::StartStress);
+    stress(
+        &mut s,
+        StressEvent::Waiting {
+            interval: Duration::from_secs(10),
+        },
+    );
+    assert_eq!(
+        s.stress.run.as_ref().unwrap().waiting,
+        Some((Duration::from_secs(2), Duration::from_secs(10)))
+    );
+    stress(
+        &mut s,
+        StressEvent::JobStarted {
+            section: Section::Soak,
+            request: record(2, false, Outcome::Ok, 1.0, 1).request,
+            warmup: false,
+        },
+    );
+    assert_eq!(s.stress.run.as_ref().unwrap().waiting, None);
+}
+
+#[test]
 fn start_is_refused_without_a_model_while_a_job_runs_or_for_a_bad_plan() {
     let mut s = AppState::new(Settings::default(), 1);
     intent(&mut s, Intent::ToggleStress);

@@ -39,6 +39,8 @@ pub trait Observer {
     fn stage(&mut self, _stage: Stage) {}
     fn step(&mut self, _step: usize, _total: usize) {}
     fn job_finished(&mut self, _section: Section, _record: &JobRecord) {}
+    /// The soak waits this long before its next image (`--interval`).
+    fn waiting(&mut self, _interval: Duration) {}
     fn log(&mut self, _message: &str) {}
     /// Polled between jobs; `true` ends the run early (the report keeps what was measured).
     fn stop_requested(&self) -> bool {
@@ -240,6 +242,7 @@ impl<'a> Runner<'a> {
 
     /// Sleeps between soak images, waking early when a stop is requested.
     fn pause(&mut self, interval: Duration) {
+        self.observer.waiting(interval);
         let until = Instant::now() + interval;
         while Instant::now() < until && !self.observer.stop_requested() {
             std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));

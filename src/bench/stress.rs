@@ -4,6 +4,7 @@
 //! app, and the report is written by the same `write_report`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::record::JobRecord;
 use super::report::{MemorySource, Report};
@@ -52,6 +53,10 @@ pub enum StressEvent {
     JobFinished {
         section: Section,
         record: Box<JobRecord>,
+    },
+    /// The soak's interval: the next image starts after this pause.
+    Waiting {
+        interval: Duration,
     },
     /// The run ended (all jobs, or stopped early); the report holds what was measured.
     Finished {
@@ -113,6 +118,10 @@ where
             section,
             record: Box::new(record.clone()),
         });
+    }
+
+    fn waiting(&mut self, interval: Duration) {
+        (self.send)(StressEvent::Waiting { interval });
     }
 
     fn log(&mut self, message: &str) {

@@ -202,6 +202,13 @@ fn draw_status(frame: &mut Frame, area: Rect, state: &AppState, palette: &Palett
             )),
         ]));
     }
+    if let Some((since, interval)) = run.waiting.filter(|_| run.active()) {
+        let left = interval.saturating_sub(state.now.saturating_sub(since));
+        lines.push(Line::from(vec![
+            Span::styled("next image in ", dim),
+            Span::raw(secs(left.as_secs_f64())),
+        ]));
+    }
     let opt = |v: Option<f64>| v.map_or("–".to_string(), secs);
     lines.push(Line::from(vec![
         Span::styled("mean ", dim),

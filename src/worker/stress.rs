@@ -289,7 +289,13 @@ mod tests {
             }
             matches!(e, Event::Stress(StressEvent::JobFinished { .. })) && measured == 2
         });
-        assert!(!events.is_empty());
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                Event::Stress(StressEvent::Waiting { interval }) if *interval == Duration::from_millis(20)
+            )),
+            "the interval is announced"
+        );
         assert!(worker.send(super::Command::CancelStress));
         let events = collect(&mut rx, |e| {
             matches!(
