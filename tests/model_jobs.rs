@@ -249,10 +249,12 @@ fn a_download_then_a_verify_run_as_queue_jobs_and_the_picker_offers_the_result()
     // Its size counts the components' files (model_index.json sits beside them).
     let index_len = files["model_index.json"].len() as u64;
     assert_eq!(candidate.bytes, Some(total - index_len));
-    assert!(candidate
-        .dtypes
-        .iter()
-        .any(|(c, d)| c == "transformer" && d.starts_with("F32")));
+    let transformer = candidate.dtypes.iter().find(|(c, _)| c == "transformer");
+    // The fake shards: 64×64 + 64 + 96×64 parameters, all F32.
+    assert_eq!(
+        transformer.map(|(_, d)| d.get("F32").copied()),
+        Some(Some(64 * 64 + 64 + 96 * 64))
+    );
 
     // v: verify it against the hub's file list saved by the download.
     app.intent(Intent::VerifyModel);

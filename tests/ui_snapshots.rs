@@ -339,9 +339,9 @@ fn discovery() -> Discovery {
                 complete: true,
                 problem: None,
                 dtypes: vec![
-                    ("text_encoder".into(), "BF16 4.02B".into()),
-                    ("transformer".into(), "F32 6.15B".into()),
-                    ("vae".into(), "F32 83.8M".into()),
+                    ("text_encoder".into(), [("BF16".into(), 4_020_000_000)].into()),
+                    ("transformer".into(), [("F32".into(), 6_150_000_000)].into()),
+                    ("vae".into(), [("F32".into(), 83_800_000)].into()),
                 ],
                 bf16_cache: true,
                 partial_files: 0,
@@ -355,7 +355,7 @@ fn discovery() -> Discovery {
                 problem: Some(
                     "transformer/diffusion_pytorch_model-00002-of-00003.safetensors: missing".into(),
                 ),
-                dtypes: vec![("text_encoder".into(), "BF16 4.02B".into())],
+                dtypes: vec![("text_encoder".into(), [("BF16".into(), 4_020_000_000)].into())],
                 bf16_cache: false,
                 partial_files: 1,
                 default: false,

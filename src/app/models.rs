@@ -2,7 +2,7 @@
 //! jobs. State and reducer pieces only: no I/O. Discovery and the jobs' threads live in
 //! `cli::model_tasks`, which sends their results back as `ModelsAction`s.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -49,8 +49,8 @@ pub struct ModelCandidate {
     pub complete: bool,
     /// The first thing wrong (a missing or truncated file) when not complete.
     pub problem: Option<String>,
-    /// Per component: (name, "F32 6.15B, BF16 1.2M").
-    pub dtypes: Vec<(String, String)>,
+    /// Per component with weights: its name and parameter count per dtype ("F32" → 6.15e9).
+    pub dtypes: Vec<(String, BTreeMap<String, u64>)>,
     /// A converted bf16 cache is present.
     pub bf16_cache: bool,
     /// Unfinished downloads a new download resumes.
@@ -89,15 +89,12 @@ impl ModelCandidate {
 
     /// The distinct dtypes of its weights, e.g. "BF16+F32".
     pub fn dtype_short(&self) -> String {
-        let mut names: Vec<&str> = self
+        let names: BTreeSet<&str> = self
             .dtypes
             .iter()
-            .flat_map(|(_, summary)| summary.split(", ").filter_map(|d| d.split(' ').next()))
-            .filter(|d| !d.is_empty())
+            .flat_map(|(_, counts)| counts.keys().map(String::as_str))
             .collect();
-        names.sort_unstable();
-        names.dedup();
-        names.join("+")
+        names.into_iter().collect::<Vec<_>>().join("+")
     }
 }
 
@@ -392,7 +389,7 @@ impl ModelJob {
                 }
                 // A download's first report of an attempt is what is already on disk.
                 self.baseline_pending = false;
-                self.current_done = done.min(self.current_size.max(done));
+                self.current_done = done;
                 self.sample(at);
             }
             ModelJobEvent::FileDone => {
@@ -405,6 +402,14 @@ impl ModelJob {
             ModelJobEvent::Note(_) => self.baseline_pending = true,
             ModelJobEvent::Finished(_) => {}
         }
+    }
+}
+
+/// The hub `s` switches to.
+pub fn other_source(source: Source) -> Source {
+    match source {
+        Source::HuggingFace => Source::ModelScope,
+        Source::ModelScope => Source::HuggingFace,
     }
 }
 
@@ -584,10 +589,7 @@ pub fn picker_intent(state: &mut AppState, intent: Intent, effects: &mut Vec<Eff
         Intent::RescanModels => rescan(state, effects),
         Intent::ToggleFetchSource => {
             let picker = &mut state.models.picker;
-            picker.source = match picker.source {
-                Source::HuggingFace => Source::ModelScope,
-                Source::ModelScope => Source::HuggingFace,
-            };
+            picker.source = other_source(picker.source);
         }
         Intent::LoadModel => load_selected(state, effects),
         Intent::VerifyModel => verify_selected(state, effects),
@@ -630,6 +632,10 @@ fn load_selected(state: &mut AppState, effects: &mut Vec<Effect>) {
             LogLevel::Error,
             format!("Not loading {title}: {problem}. {hint}; the current model stays"),
         );
+        return;
+    }
+    if matches!(state.model, ModelStatus::Loading { .. }) {
+        state.notify(LogLevel::Info, "A model is loading; pick again when it is ready");
         return;
     }
     let current = state.models.requested.as_ref() == Some(&candidate.spec);

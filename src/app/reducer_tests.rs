@@ -655,7 +655,7 @@ mod models {
             complete,
             problem: (!complete)
                 .then(|| "transformer/diffusion_pytorch_model-00002-of-00003.safetensors: missing".into()),
-            dtypes: vec![("transformer".into(), "F32 6.15B".into())],
+            dtypes: vec![("transformer".into(), [("F32".into(), 6_150_000_000)].into())],
             bf16_cache: false,
             partial_files: usize::from(!complete),
             default: complete,
@@ -812,8 +812,13 @@ mod models {
         assert_eq!(loads[0].1, &options(), "the config's load options are kept");
         assert_eq!(s.mode, Mode::Normal);
         assert!(matches!(s.model, ModelStatus::Loading { .. }));
-        // Nothing is submitted while the new model loads.
+        // Nothing is submitted while the new model loads, and no second load is asked for.
         assert!(submitted(&queue(&mut s, "a fox")).is_empty());
+        intent(&mut s, Intent::OpenModels);
+        intent(&mut s, Intent::Bottom);
+        assert!(load_effects(&intent(&mut s, Intent::LoadModel)).is_empty());
+        assert!(message(&s).contains("A model is loading"), "{}", message(&s));
+        intent(&mut s, Intent::CloseModels);
         let effects = worker(
             &mut s,
             Event::Loaded {
@@ -827,7 +832,7 @@ mod models {
         // Loading the current model again is a no-op with a message.
         intent(&mut s, Intent::OpenModels);
         models(&mut s, ModelsAction::Found(discovery()));
-        assert_eq!(s.models.picker.selected, 0);
+        intent(&mut s, Intent::Top);
         assert!(load_effects(&intent(&mut s, Intent::LoadModel)).is_empty());
         assert!(
             message(&s).contains("already the current model"),

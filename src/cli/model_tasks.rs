@@ -55,7 +55,7 @@ fn describe(found: FoundModel) -> ModelCandidate {
             .components
             .iter()
             .filter(|c| !c.dtypes.is_empty())
-            .map(|c| (c.name.clone(), c.dtype_summary()))
+            .map(|c| (c.name.clone(), c.dtypes.clone()))
             .collect(),
         bf16_cache: report.components.iter().any(|c| c.converted.is_some()),
         partial_files: report.partial_files.len(),

@@ -251,13 +251,17 @@ impl ModelWork {
             }
             ModelsEffect::Start(request) => {
                 let (actions, start, id) = (self.actions.clone(), self.start, request.id);
-                let sink = move |event| {
+                let sink = move |event: ModelJobEvent| {
+                    if let ModelJobEvent::Finished(outcome) = &event {
+                        tracing::info!("model job {id} finished: {outcome:?}");
+                    }
                     let _ = actions.send(Action::Models(ModelsAction::Job {
                         id,
                         event,
                         at: start.elapsed(),
                     }));
                 };
+                tracing::info!("model job {id} started: {:?}", request.kind);
                 let env: SharedEnv = Arc::new(crate::fetch::env::process_env);
                 match model_tasks::start(&request, env, RetryPolicy::default(), sink) {
                     Ok(task) => {
@@ -277,6 +281,7 @@ impl ModelWork {
                 }
             }
             ModelsEffect::Cancel(id) => {
+                tracing::info!("model job {id}: cancel asked");
                 if let Some(task) = self.tasks.borrow().get(&id) {
                     task.cancel();
                 }

@@ -10,9 +10,9 @@ use ratatui::Frame;
 
 use super::format::{bytes, secs, truncate};
 use super::Palette;
-use crate::app::models::{source_name, ModelCandidate, ModelJob, ModelJobKind, ModelJobStatus};
+use crate::app::models::{other_source, source_name, ModelCandidate, ModelJob, ModelJobKind, ModelJobStatus};
 use crate::app::state::{AppState, ModelStatus};
-use crate::fetch::Source;
+use crate::fetch::inspect::format_params;
 
 pub fn draw(frame: &mut Frame, screen: Rect, state: &AppState, palette: &Palette) {
     let area = screen.inner(Margin {
@@ -183,7 +183,13 @@ fn detail_lines(state: &AppState, palette: &Palette) -> Vec<Line<'static>> {
         } else {
             c.dtypes
                 .iter()
-                .map(|(name, dtypes)| format!("{name} {dtypes}"))
+                .map(|(name, counts)| {
+                    let counts: Vec<String> = counts
+                        .iter()
+                        .map(|(dtype, n)| format!("{dtype} {}", format_params(*n)))
+                        .collect();
+                    format!("{name} {}", counts.join(", "))
+                })
                 .collect::<Vec<_>>()
                 .join(" · ")
         };
@@ -211,10 +217,7 @@ fn detail_lines(state: &AppState, palette: &Palette) -> Vec<Line<'static>> {
         }
     }
     let source = picker.source;
-    let other = match source {
-        Source::HuggingFace => Source::ModelScope,
-        Source::ModelScope => Source::HuggingFace,
-    };
+    let other = other_source(source);
     let target = picker
         .target(source)
         .map(|p| format!(" into {}", p.display()))
@@ -237,6 +240,16 @@ fn size(n: u64) -> String {
         format!("{:.0} KiB", n as f64 / 1024.0)
     } else {
         bytes(n)
+    }
+}
+
+/// Seconds to hours, as a 33 GB download may take: "12m34s", "2h05m".
+fn long_secs(s: f64) -> String {
+    if s >= 3600.0 {
+        let minutes = (s / 60.0) as u64;
+        format!("{}h{:02}m", minutes / 60, minutes % 60)
+    } else {
+        secs(s)
     }
 }
 
@@ -276,7 +289,7 @@ pub fn job_row_text(job: &ModelJob, now: std::time::Duration) -> String {
             parts.push(format!("{}/s", size(rate as u64)));
         }
         if let Some(eta) = job.eta_secs() {
-            parts.push(format!("ETA {}", secs(eta)));
+            parts.push(format!("ETA {}", long_secs(eta)));
         }
     } else if let (ModelJobStatus::Done, Some(summary)) = (&job.status, &job.summary) {
         parts.push(format!("{summary} in {}", secs(job.elapsed_secs(now))));
