@@ -83,8 +83,8 @@ impl Harness {
                 continue;
             };
             match effect {
-                ModelsEffect::Discover => {
-                    let found = model_tasks::discover(&self.paths, &*self.env);
+                ModelsEffect::Discover { also } => {
+                    let found = model_tasks::discover(&self.paths, &*self.env, &also);
                     self.apply(Action::Models(ModelsAction::Found(found)));
                 }
                 ModelsEffect::Start(request) => {
@@ -246,6 +246,7 @@ fn a_download_then_a_verify_run_as_queue_jobs_and_the_picker_offers_the_result()
     let picker = &app.state.models.picker;
     let candidate = picker.selected_candidate().expect("a selected entry");
     assert_eq!(candidate.spec, ModelSpec::Dir(snapshot.clone()));
+    assert!(candidate.complete, "{:?}", candidate.problem);
     // Its size counts the components' files (model_index.json sits beside them).
     let index_len = files["model_index.json"].len() as u64;
     assert_eq!(candidate.bytes, Some(total - index_len));
@@ -352,4 +353,38 @@ fn a_download_is_cancelled_from_the_queue_and_an_unreachable_hub_fails_clearly()
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_download_into_a_chosen_folder_lands_there_and_the_picker_lists_it() {
+    let files = fake_checkpoint();
+    let hub = FakeHub::start(files.clone());
+    let cache = tempfile::tempdir().unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let folder = target.path().join("z-image-turbo");
+    let mut app = Harness::new(hub.url(), cache.path());
+    app.intent(Intent::OpenModels);
+    // F: the one-line input, suggesting the hub's cache; replaced by our folder.
+    app.intent(Intent::DownloadModelTo);
+    app.intent(Intent::ClearLine);
+    app.apply(Action::Paste(folder.display().to_string()));
+    app.intent(Intent::SubmitLine);
+    let id = app.last_job().id;
+    app.run_to_end(id);
+    assert_eq!(app.last_job().status, ModelJobStatus::Done);
+    assert_checkpoint_files(&folder, &files);
+    assert!(
+        !cache.path().join("models--Tongyi-MAI--Z-Image-Turbo").exists(),
+        "nothing went to the cache"
+    );
+
+    // Not a place discovery looks, yet the picker lists it (and offers it).
+    app.intent(Intent::OpenModels);
+    let candidate = app.state.models.picker.selected_candidate().expect("selected");
+    assert_eq!(candidate.spec, ModelSpec::Dir(folder.clone()));
+    assert_eq!(
+        candidate.origin,
+        zimage_tui::app::models::CandidateOrigin::Downloaded
+    );
+    assert!(candidate.complete, "{:?}", candidate.problem);
 }

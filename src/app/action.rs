@@ -69,13 +69,15 @@ pub enum Intent {
     LoadModel,
     VerifyModel,
     DownloadModel,
+    /// Download into a directory typed in the one-line input.
+    DownloadModelTo,
     /// Hugging Face ↔ ModelScope for downloads.
     ToggleFetchSource,
     RescanModels,
 }
 
 impl Intent {
-    pub const ALL: [Intent; 45] = [
+    pub const ALL: [Intent; 46] = [
         Intent::Quit,
         Intent::Interrupt,
         Intent::ToggleHelp,
@@ -119,6 +121,7 @@ impl Intent {
         Intent::LoadModel,
         Intent::VerifyModel,
         Intent::DownloadModel,
+        Intent::DownloadModelTo,
         Intent::ToggleFetchSource,
         Intent::RescanModels,
     ];
@@ -169,6 +172,7 @@ impl Intent {
             Intent::LoadModel => "load_model",
             Intent::VerifyModel => "verify_model",
             Intent::DownloadModel => "download_model",
+            Intent::DownloadModelTo => "download_model_to",
             Intent::ToggleFetchSource => "download_source",
             Intent::RescanModels => "rescan_models",
         }

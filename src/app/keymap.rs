@@ -485,6 +485,13 @@ pub static DEFAULT_BINDINGS: &[Binding] = &[
     bind(C::Models, &[K::ch('f')], Intent::DownloadModel, "download", true),
     bind(
         C::Models,
+        &[K::ch('F')],
+        Intent::DownloadModelTo,
+        "download into a folder",
+        false,
+    ),
+    bind(
+        C::Models,
         &[K::ch('s')],
         Intent::ToggleFetchSource,
         "switch hub",

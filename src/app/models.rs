@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::action::{Effect, Intent};
-use super::state::{AppState, LogLevel, Mode, ModelStatus, Pane};
+use super::state::{AppState, LineInputPurpose, LogLevel, Mode, ModelStatus, Pane};
 use crate::fetch::Source;
 use crate::model::loader::{LoadOptions, ModelSource, ModelSpec};
 use crate::worker::{Command, Event};
@@ -21,6 +21,8 @@ pub enum CandidateOrigin {
     Found(ModelSource),
     /// Named in the config but not found on disk (e.g. `random:turbo`).
     Configured,
+    /// Downloaded into a folder of the user's choice during this session.
+    Downloaded,
 }
 
 impl CandidateOrigin {
@@ -33,6 +35,7 @@ impl CandidateOrigin {
                 other => other.to_string(),
             },
             CandidateOrigin::Configured => "config".into(),
+            CandidateOrigin::Downloaded => "downloaded".into(),
         }
     }
 }
@@ -159,8 +162,8 @@ pub type ModelJobId = u64;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelJobKind {
-    /// Fetch the checkpoint from a hub into its cache (resuming partial files).
-    Download { source: Source },
+    /// Fetch the checkpoint from a hub into its cache, or into `dir` (resuming partial files).
+    Download { source: Source, dir: Option<PathBuf> },
     /// Hash every file of a checkpoint against its recorded sizes and hashes.
     Verify { dir: PathBuf },
 }
@@ -303,10 +306,21 @@ impl ModelJob {
     /// What the job works on: "Hugging Face → DIR" or the checkpoint verified.
     pub fn target_label(&self) -> String {
         match (&self.kind, &self.dir) {
-            (ModelJobKind::Download { source }, Some(dir)) => {
+            (ModelJobKind::Download { source, .. }, Some(dir)) => {
                 format!("{} → {}", source_name(*source), dir.display())
             }
-            (ModelJobKind::Download { source }, None) => format!("{} checkpoint", source_name(*source)),
+            (ModelJobKind::Download { source, dir: None }, None) => {
+                format!("{} checkpoint", source_name(*source))
+            }
+            (
+                ModelJobKind::Download {
+                    source,
+                    dir: Some(dir),
+                },
+                None,
+            ) => {
+                format!("{} → {}", source_name(*source), dir.display())
+            }
             (ModelJobKind::Verify { dir }, _) => dir.display().to_string(),
         }
     }
@@ -434,6 +448,8 @@ pub struct ModelsState {
     pub options: LoadOptions,
     pub jobs: Vec<ModelJob>,
     pub next_job: ModelJobId,
+    /// Folders downloaded into this session: discovery lists them too.
+    pub downloaded_dirs: Vec<PathBuf>,
 }
 
 /// What discovery and the model jobs report back (through the event loop).
@@ -454,8 +470,11 @@ pub enum ModelsAction {
 /// Work for the event loop; all of it runs off the UI thread.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelsEffect {
-    /// Find checkpoints (`loader::discover` + `inspect_dir`) and report `ModelsAction::Found`.
-    Discover,
+    /// Find checkpoints (`loader::discover` + `inspect_dir`, plus the folders in `also`) and
+    /// report `ModelsAction::Found`.
+    Discover {
+        also: Vec<PathBuf>,
+    },
     Start(ModelJobRequest),
     Cancel(ModelJobId),
 }
@@ -550,7 +569,8 @@ pub fn open_picker(state: &mut AppState, effects: &mut Vec<Effect>) {
 fn rescan(state: &mut AppState, effects: &mut Vec<Effect>) {
     if !state.models.picker.scanning {
         state.models.picker.scanning = true;
-        effects.push(Effect::Models(ModelsEffect::Discover));
+        let also = state.models.downloaded_dirs.clone();
+        effects.push(Effect::Models(ModelsEffect::Discover { also }));
     }
 }
 
@@ -595,7 +615,16 @@ pub fn picker_intent(state: &mut AppState, intent: Intent, effects: &mut Vec<Eff
         Intent::VerifyModel => verify_selected(state, effects),
         Intent::DownloadModel => {
             let source = state.models.picker.source;
-            download(state, source, effects);
+            download(state, ModelJobKind::Download { source, dir: None }, effects);
+        }
+        Intent::DownloadModelTo => {
+            let picker = &state.models.picker;
+            let suggestion = picker
+                .target(picker.source)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            state.draft.line = super::editor::new_line_input(&suggestion);
+            state.mode = Mode::LineInput(LineInputPurpose::DownloadDir);
         }
         _ => return false,
     }
@@ -675,7 +704,22 @@ fn verify_selected(state: &mut AppState, effects: &mut Vec<Effect>) {
     start_job(state, ModelJobKind::Verify { dir }, effects);
 }
 
-fn download(state: &mut AppState, source: Source, effects: &mut Vec<Effect>) {
+/// The "download into a folder" input was submitted.
+pub fn download_into(state: &mut AppState, text: &str, effects: &mut Vec<Effect>) -> Result<(), String> {
+    let dir = text.trim();
+    if dir.is_empty() {
+        return Err("Enter a directory to download into".into());
+    }
+    let source = state.models.picker.source;
+    let kind = ModelJobKind::Download {
+        source,
+        dir: Some(PathBuf::from(dir)),
+    };
+    download(state, kind, effects);
+    Ok(())
+}
+
+fn download(state: &mut AppState, kind: ModelJobKind, effects: &mut Vec<Effect>) {
     if let Some(job) = state
         .models
         .jobs
@@ -689,7 +733,7 @@ fn download(state: &mut AppState, source: Source, effects: &mut Vec<Effect>) {
         );
         return;
     }
-    start_job(state, ModelJobKind::Download { source }, effects);
+    start_job(state, kind, effects);
 }
 
 fn start_job(state: &mut AppState, kind: ModelJobKind, effects: &mut Vec<Effect>) {
@@ -752,6 +796,10 @@ fn job_event(
             job.files_done = fetched;
             job.summary = Some(format!("{files} files in place ({fetched} fetched)"));
             job.dir = Some(dir.clone());
+            let chosen_folder = matches!(job.kind, ModelJobKind::Download { dir: Some(_), .. });
+            if chosen_folder && !state.models.downloaded_dirs.contains(&dir) {
+                state.models.downloaded_dirs.push(dir.clone());
+            }
             state.models.picker.offer = Some(dir.clone());
             rescan(state, effects);
             let how = if state.mode == Mode::Models {
@@ -806,6 +854,11 @@ fn job_event(
         rescan(state, effects);
     }
     state.notify(level, message);
+}
+
+/// Downloads and verifications still running.
+pub fn running_jobs(state: &AppState) -> impl Iterator<Item = &ModelJob> {
+    state.models.jobs.iter().filter(|j| j.is_running())
 }
 
 /// The model job in the selected queue row (rows after the image jobs).

@@ -83,7 +83,10 @@ fn apply_intent(state: &mut AppState, intent: Intent, effects: &mut Vec<Effect>)
     }
     match intent {
         Intent::Quit => {
-            if state.running.is_some() || state.stress.active() {
+            if state.running.is_some()
+                || state.stress.active()
+                || models::running_jobs(state).next().is_some()
+            {
                 state.mode = Mode::ConfirmQuit;
             } else {
                 state.quitting = true;
@@ -183,6 +186,7 @@ fn apply_intent(state: &mut AppState, intent: Intent, effects: &mut Vec<Effect>)
         | Intent::LoadModel
         | Intent::VerifyModel
         | Intent::DownloadModel
+        | Intent::DownloadModelTo
         | Intent::ToggleFetchSource
         | Intent::RescanModels => {}
     }
@@ -338,6 +342,7 @@ fn submit_line(state: &mut AppState, effects: &mut Vec<Effect>) {
         LineInputPurpose::Steps => parse_steps(&text).map(|s| state.draft.steps = s),
         LineInputPurpose::Seed => parse_seed(&text).map(|s| state.draft.seed = s),
         LineInputPurpose::Stress(field) => super::stress::submit_field(state, field, &text),
+        LineInputPurpose::DownloadDir => models::download_into(state, &text, effects),
         LineInputPurpose::SaveSession | LineInputPurpose::LoadSession => {
             let path = text.trim();
             if path.is_empty() {

@@ -635,7 +635,7 @@ mod models {
         CandidateOrigin, Discovery, ModelCandidate, ModelJobEvent, ModelJobKind, ModelJobOutcome,
         ModelJobRequest, ModelJobStatus, ModelsAction, ModelsEffect,
     };
-    use crate::app::state::{Mode, ModelStatus, Pane};
+    use crate::app::state::{LineInputPurpose, Mode, ModelStatus, Pane};
     use crate::fetch::Source;
     use crate::model::loader::{LoadOptions, ModelSource, ModelSpec};
 
@@ -724,7 +724,10 @@ mod models {
         let effects = intent(&mut s, Intent::OpenModels);
         assert_eq!(s.mode, Mode::Models);
         assert!(s.models.picker.scanning);
-        assert!(matches!(&effects[..], [Effect::Models(ModelsEffect::Discover)]));
+        assert!(matches!(
+            &effects[..],
+            [Effect::Models(ModelsEffect::Discover { .. })]
+        ));
         models(&mut s, ModelsAction::Found(discovery()));
         s
     }
@@ -926,7 +929,8 @@ mod models {
         assert_eq!(
             requests[0].kind,
             ModelJobKind::Download {
-                source: Source::HuggingFace
+                source: Source::HuggingFace,
+                dir: None
             }
         );
         let id = requests[0].id;
@@ -1045,9 +1049,15 @@ mod models {
         assert_eq!(
             request.kind,
             ModelJobKind::Download {
-                source: Source::ModelScope
+                source: Source::ModelScope,
+                dir: None
             }
         );
+        // q while a download runs asks first (quitting stops it; partial files stay).
+        intent(&mut s, Intent::Quit);
+        assert_eq!(s.mode, Mode::ConfirmQuit);
+        intent(&mut s, Intent::ConfirmNo);
+        assert!(!s.quitting);
         let effects = job_event(
             &mut s,
             request.id,
@@ -1062,7 +1072,7 @@ mod models {
         assert!(
             effects
                 .iter()
-                .any(|e| matches!(e, Effect::Models(ModelsEffect::Discover))),
+                .any(|e| matches!(e, Effect::Models(ModelsEffect::Discover { .. }))),
             "the picker list is refreshed"
         );
         assert_eq!(s.models.jobs[0].status, ModelJobStatus::Done);
@@ -1136,5 +1146,49 @@ mod models {
         assert!(message(&s).contains(&bad));
         // A new verify of it may start now.
         assert_eq!(started(&intent(&mut s, Intent::VerifyModel)).len(), 1);
+    }
+
+    #[test]
+    fn a_download_into_a_chosen_folder_is_listed_by_later_scans() {
+        let mut s = picker_open();
+        intent(&mut s, Intent::DownloadModelTo);
+        assert_eq!(s.mode, Mode::LineInput(LineInputPurpose::DownloadDir));
+        // The hub's cache is the suggestion.
+        assert_eq!(s.draft.line_text(), "/hf/models--Tongyi-MAI--Z-Image-Turbo");
+        intent(&mut s, Intent::ClearLine);
+        assert!(started(&intent(&mut s, Intent::SubmitLine)).is_empty());
+        assert_eq!(
+            s.mode,
+            Mode::LineInput(LineInputPurpose::DownloadDir),
+            "stays open"
+        );
+        assert!(message(&s).contains("Enter a directory"));
+        update(&mut s, Action::Paste("/data/z-image".into()));
+        let request = started(&intent(&mut s, Intent::SubmitLine))[0].clone();
+        let dir = PathBuf::from("/data/z-image");
+        assert_eq!(
+            request.kind,
+            ModelJobKind::Download {
+                source: Source::HuggingFace,
+                dir: Some(dir.clone())
+            }
+        );
+        assert_eq!(s.mode, Mode::Normal);
+        let effects = job_event(
+            &mut s,
+            request.id,
+            ModelJobEvent::Finished(ModelJobOutcome::Downloaded {
+                dir: dir.clone(),
+                files: 12,
+                fetched: 12,
+                bytes: 1 << 30,
+            }),
+            100,
+        );
+        assert!(
+            effects.iter().any(|e| matches!(e,
+                Effect::Models(ModelsEffect::Discover { also }) if *also == [dir.clone()])),
+            "{effects:?}"
+        );
     }
 }

@@ -80,6 +80,8 @@ pub enum LineInputPurpose {
     Seed,
     SaveSession,
     LoadSession,
+    /// The model picker's "download into a folder".
+    DownloadDir,
     /// A row of the Stress view's form.
     Stress(super::stress::StressField),
 }
@@ -92,6 +94,7 @@ impl LineInputPurpose {
             LineInputPurpose::Seed => "Seed (number or \"random\")",
             LineInputPurpose::SaveSession => "Save session to",
             LineInputPurpose::LoadSession => "Load session from",
+            LineInputPurpose::DownloadDir => "Download the checkpoint into",
             LineInputPurpose::Stress(field) => field.input_label(),
         }
     }

@@ -23,10 +23,31 @@ use crate::model::loader::{self, FoundModel, ModelSpec, SearchPaths};
 /// the event loop).
 pub const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
-/// Every checkpoint the loader finds, described as `zimage-tui models` does, and where a
-/// download from each hub goes. Reads headers: call it off the UI thread.
-pub fn discover(paths: &SearchPaths, env: EnvLookup) -> Discovery {
-    let candidates = loader::discover(paths).into_iter().map(describe).collect();
+/// Every checkpoint the loader finds, described as `zimage-tui models` does, then the folders in
+/// `also` (downloads into a chosen folder) it did not find, and where a download from each hub
+/// goes. Reads headers: call it off the UI thread.
+pub fn discover(paths: &SearchPaths, env: EnvLookup, also: &[PathBuf]) -> Discovery {
+    let found = loader::discover(paths);
+    let extra: Vec<FoundModel> = also
+        .iter()
+        .filter(|dir| !found.iter().any(|f| &f.path == *dir))
+        .map(|dir| {
+            let problem = loader::validate_dir(dir).err().map(|e| e.to_string());
+            FoundModel {
+                path: dir.clone(),
+                // Only the origin shown differs; see below.
+                source: loader::ModelSource::Flag,
+                valid: problem.is_none(),
+                problem,
+                default: false,
+            }
+        })
+        .collect();
+    let mut candidates: Vec<ModelCandidate> = found.into_iter().map(describe).collect();
+    candidates.extend(extra.into_iter().map(|f| ModelCandidate {
+        origin: CandidateOrigin::Downloaded,
+        ..describe(f)
+    }));
     let targets = [Source::HuggingFace, Source::ModelScope]
         .into_iter()
         .map(|source| (source, download_target(source, env)))
@@ -95,8 +116,12 @@ pub fn start(
     sink: impl FnMut(ModelJobEvent) + Send + 'static,
 ) -> std::io::Result<ModelTask> {
     match &request.kind {
-        ModelJobKind::Download { source } => {
-            let job = FetchJob::spawn_with(FetchOptions::new(*source), env, retry);
+        ModelJobKind::Download { source, dir } => {
+            let options = FetchOptions {
+                dir: dir.as_deref().map(crate::config::expand_home),
+                ..FetchOptions::new(*source)
+            };
+            let job = FetchJob::spawn_with(options, env, retry);
             pump_thread(job, download_events, sink)
         }
         ModelJobKind::Verify { dir } => {

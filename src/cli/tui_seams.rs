@@ -233,13 +233,14 @@ impl ModelWork {
 
     fn run(&self, effect: ModelsEffect) {
         match effect {
-            ModelsEffect::Discover => {
+            ModelsEffect::Discover { also } => {
                 let paths = SearchPaths::from_env(self.flag.clone());
                 let actions = self.actions.clone();
                 let spawned = std::thread::Builder::new()
                     .name("model-discovery".into())
                     .spawn(move || {
-                        let found = model_tasks::discover(&paths, &crate::fetch::env::process_env);
+                        let env = &crate::fetch::env::process_env;
+                        let found = model_tasks::discover(&paths, env, &also);
                         let _ = actions.send(Action::Models(ModelsAction::Found(found)));
                     });
                 if let Err(err) = spawned {

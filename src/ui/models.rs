@@ -234,6 +234,20 @@ fn detail_lines(state: &AppState, palette: &Palette) -> Vec<Line<'static>> {
     lines
 }
 
+/// Running downloads and verifications for the header: "D1 42%", "V2 3/12 files".
+pub fn header_note(state: &AppState) -> Option<String> {
+    let notes: Vec<String> = crate::app::models::running_jobs(state)
+        .map(|job| match (&job.kind, job.fraction()) {
+            (ModelJobKind::Verify { .. }, _) if job.files_total > 0 => {
+                format!("{} {}/{} files", job.tag(), job.files_done, job.files_total)
+            }
+            (_, Some(f)) => format!("{} {} {:.0}%", job.tag(), job.kind_label(), f * 100.0),
+            (_, None) => format!("{} {}", job.tag(), job.kind_label()),
+        })
+        .collect();
+    (!notes.is_empty()).then(|| notes.join(", "))
+}
+
 /// Bytes with a unit that suits small files too.
 fn size(n: u64) -> String {
     if n < 1 << 20 {

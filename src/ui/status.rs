@@ -62,6 +62,12 @@ pub fn draw_header(frame: &mut Frame, area: Rect, state: &AppState, palette: &Pa
         model,
         Span::styled(format!(" │ {queued} queued, {done} done"), dim),
     ]);
+    if let Some(note) = super::models::header_note(state) {
+        spans.push(Span::styled(
+            format!(" │ {note}"),
+            Style::default().fg(palette.accent),
+        ));
+    }
     if state.paused {
         spans.push(Span::styled(
             " │ PAUSED",
@@ -139,7 +145,14 @@ pub fn draw_confirm_quit(frame: &mut Frame, screen: Rect, state: &AppState, pale
     let job = match state.running_job() {
         Some(id) => format!("Job #{id} is running.\n"),
         None if state.stress.active() => "A stress run is going.\n".into(),
-        None => String::new(),
+        _ => match crate::app::models::running_jobs(state).next() {
+            Some(job) => format!(
+                "{} {} is running (a download keeps its partial files).\n",
+                job.tag(),
+                job.kind_label()
+            ),
+            None => String::new(),
+        },
     };
     let options: Vec<String> = state
         .keymap
