@@ -173,7 +173,7 @@ impl Intent {
             Intent::VerifyModel => "verify_model",
             Intent::DownloadModel => "download_model",
             Intent::DownloadModelTo => "download_model_to",
-            Intent::ToggleFetchSource => "download_source",
+            Intent::ToggleFetchSource => "switch_hub",
             Intent::RescanModels => "rescan_models",
         }
     }

@@ -545,7 +545,6 @@ pub fn after_load(state: &mut AppState, outcome: Result<(), String>, effects: &m
                         ),
                     );
                     request_load(state, previous, effects);
-                    state.models.falling_back = true;
                 }
                 _ => {
                     models.falling_back = false;

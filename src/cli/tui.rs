@@ -177,6 +177,7 @@ async fn dashboard(args: ConfigArgs) -> anyhow::Result<()> {
         state.notify(LogLevel::Warn, warning.clone());
     }
     load_initial_session(&mut state, setup.session_path.as_deref());
+    state.models.picker.source = setup.config.model.download_source;
     let load = Action::Models(ModelsAction::Load {
         spec: setup.config.model_spec(),
         options: setup.config.load_options(),
