@@ -39,6 +39,8 @@ pub struct ModelConfig {
     pub low_vram: bool,
     /// 0 = no limit; see [`Config::max_vram_bytes`].
     pub max_vram_gib: f64,
+    /// The hub the dashboard's model picker downloads from first ("huggingface", "modelscope").
+    pub download_source: crate::fetch::Source,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -531,6 +533,7 @@ fn choices(dotted: &str) -> Option<&'static [&'static str]> {
     match dotted {
         "model.dtype" => Some(&["auto", "f32", "bf16", "f16"]),
         "ui.image_protocol" => Some(&["auto", "kitty", "sixel", "iterm2", "halfblocks"]),
+        "model.download_source" => Some(&["huggingface", "modelscope"]),
         _ => None,
     }
 }
@@ -781,6 +784,10 @@ mod tests {
             ("[keys]\nquit = \"q\"\n", "keys.quit"),
             ("[ui]\nimage_protocol = \"kity\"\n", "ui.image_protocol` in"),
             ("[model]\ndtype = \"f8\"\n", "\"f8\" is not one of auto, f32"),
+            (
+                "[model]\ndownload_source = \"github\"\n",
+                "\"github\" is not one of huggingface, modelscope",
+            ),
             ("[generation\n", "not valid TOML"),
         ];
         for (text, expected) in cases {

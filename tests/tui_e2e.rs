@@ -1,7 +1,8 @@
 //! End to end in a real terminal: the built binary runs on the demo model inside a detached tmux
 //! session (own socket, temp HOME and XDG dirs). We type a prompt, queue it, wait until it is
-//! done, save the session and quit; then check the PNG decodes, the session TOML has the job as
-//! done, and the shell is back on the normal screen. Skipped (with a message) without tmux.
+//! done, run a short soak in the Stress view, save the session and quit; then check the PNG
+//! decodes, the soak's report was written, the session TOML has the job as done, and the shell is
+//! back on the normal screen. Skipped (with a message) without tmux.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -88,40 +89,36 @@ fn tmux_available() -> bool {
         .unwrap_or(false)
 }
 
-fn find_pngs(dir: &Path, found: &mut Vec<PathBuf>) {
+fn find_files(dir: &Path, want: &dyn Fn(&Path) -> bool, found: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
-            find_pngs(&path, found);
-        } else if path.extension().is_some_and(|e| e == "png") {
+            find_files(&path, want, found);
+        } else if want(&path) {
             found.push(path);
         }
     }
 }
 
-#[test]
-fn dashboard_generates_saves_and_restores_the_terminal() {
-    if !tmux_available() {
-        eprintln!("SKIPPED: tmux is not installed; the real-terminal end-to-end test needs it");
-        return;
-    }
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let root = tmp.path();
+fn find_pngs(dir: &Path, found: &mut Vec<PathBuf>) {
+    find_files(dir, &|p| p.extension().is_some_and(|e| e == "png"), found);
+}
+
+/// A detached tmux session running a plain shell with a known prompt (so we can see it come back
+/// after quitting), HOME and the XDG dirs under `root`, plus `extra_env` ("NAME=value ...").
+fn open_terminal(root: &Path, extra_env: &str) -> Tmux {
     for dir in ["home", "config", "data", "cache", "state", "work"] {
         std::fs::create_dir_all(root.join(dir)).expect("mkdir");
     }
-    let bin = env!("CARGO_BIN_EXE_zimage-tui");
-    let session = root.join("work/session.toml");
     let tmux = Tmux {
         socket: root.join("tmux.sock"),
     };
-    // A plain shell with a known prompt, so we can see it come back after quitting.
     let shell_env = format!(
         "env -i PATH=/usr/bin:/bin TERM=xterm-256color LANG=C.UTF-8 HOME={0}/home XDG_CONFIG_HOME={0}/config \
-         XDG_DATA_HOME={0}/data XDG_CACHE_HOME={0}/cache XDG_STATE_HOME={0}/state PS1='E2E$ ' sh",
+         XDG_DATA_HOME={0}/data XDG_CACHE_HOME={0}/cache XDG_STATE_HOME={0}/state {extra_env} PS1='E2E$ ' sh",
         root.display()
     );
     let out = tmux.cmd(&[
@@ -143,6 +140,20 @@ fn dashboard_generates_saves_and_restores_the_terminal() {
         String::from_utf8_lossy(&out.stderr)
     );
     tmux.wait_for("E2E$", Duration::from_secs(5));
+    tmux
+}
+
+#[test]
+fn dashboard_generates_saves_and_restores_the_terminal() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed; the real-terminal end-to-end test needs it");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let root = tmp.path();
+    let bin = env!("CARGO_BIN_EXE_zimage-tui");
+    let session = root.join("work/session.toml");
+    let tmux = open_terminal(root, "");
 
     let command = format!(
         "cd {work} && {bin} --session {session} --image-protocol auto; echo EXIT=$?",
@@ -171,6 +182,31 @@ fn dashboard_generates_saves_and_restores_the_terminal() {
     tmux.keys(&["a"]);
     tmux.wait_for("Queued job #1", Duration::from_secs(5));
     tmux.wait_for("done in", Duration::from_secs(20));
+
+    // A soak of 3 images at 64×64, 2 steps, in the Stress view (rows: mode, size, steps, runs,
+    // sweep, soak). `m` cycles all → runs → sweep → soak.
+    tmux.keys(&["b"]);
+    tmux.wait_for("Stress test", Duration::from_secs(5));
+    tmux.keys(&["m", "m", "m"]);
+    tmux.wait_for("soak (m cycles)", Duration::from_secs(5));
+    tmux.keys(&["j", "Enter", "C-u"]);
+    tmux.literal("64x64");
+    tmux.keys(&["Enter", "j", "Enter", "C-u"]);
+    tmux.literal("2");
+    tmux.keys(&["Enter", "j", "j", "j", "Enter", "C-u"]);
+    tmux.literal("3");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("3 images", Duration::from_secs(5));
+    tmux.keys(&["s"]);
+    let screen = tmux.wait_for("Stress run finished", Duration::from_secs(60));
+    assert!(screen.contains("images 3/3"), "three images measured:\n{screen}");
+    assert!(
+        screen.contains("RSS slope"),
+        "the summary shows the slope:\n{screen}"
+    );
+    assert!(screen.contains("time drift"), "and the drift:\n{screen}");
+    tmux.keys(&["b"]);
+    tmux.wait_for("Queue", Duration::from_secs(5));
 
     tmux.keys(&["S"]);
     tmux.wait_for("Save session to", Duration::from_secs(5));
@@ -201,6 +237,17 @@ fn dashboard_generates_saves_and_restores_the_terminal() {
     let frame = reader.next_frame(&mut pixels).expect("PNG decodes");
     assert_eq!((frame.width, frame.height), (256, 256));
 
+    // The soak's report, written by the same writer as `zimage-tui bench`.
+    let mut reports = Vec::new();
+    find_files(root, &|p| p.ends_with("report.md"), &mut reports);
+    assert_eq!(reports.len(), 1, "one report: {reports:?}");
+    assert!(reports[0].with_file_name("report.json").exists());
+    let md = std::fs::read_to_string(&reports[0]).expect("report.md");
+    assert!(
+        md.contains("## Soak — 3 images at 64×64, 2 steps") && md.contains("## Summary"),
+        "{md}"
+    );
+
     // The session.
     let text = std::fs::read_to_string(&session).expect("session written");
     let toml: toml::Table = toml::from_str(&text).expect("session is TOML");
@@ -209,4 +256,50 @@ fn dashboard_generates_saves_and_restores_the_terminal() {
     let job = jobs[0].as_table().expect("job table");
     assert_eq!(job.get("status").and_then(|s| s.as_str()), Some("done"), "{text}");
     assert_eq!(job.get("prompt").and_then(|s| s.as_str()), Some("a tiny red fox"));
+}
+
+#[test]
+fn the_model_picker_loads_a_found_checkpoint_and_verifies_it_in_the_queue() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed; the real-terminal end-to-end test needs it");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let root = tmp.path();
+    // The tiny parity checkpoint (real diffusers layout), found through $ZIMAGE_MODEL.
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
+    let tmux = open_terminal(root, &format!("ZIMAGE_MODEL={fixture}"));
+    let command = format!(
+        "cd {work} && {bin} --no-autosave --image-protocol halfblocks; echo EXIT=$?",
+        work = root.join("work").display(),
+        bin = env!("CARGO_BIN_EXE_zimage-tui"),
+    );
+    tmux.literal(&command);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("demo model", Duration::from_secs(20));
+
+    // m: discovery runs off the UI thread and lists the checkpoint above the demo model.
+    tmux.keys(&["m"]);
+    let screen = tmux.wait_for("fixtures/tiny", Duration::from_secs(10));
+    assert!(screen.contains("complete"), "{screen}");
+    // Up to it, Enter: the worker loads it.
+    tmux.keys(&["k", "Enter"]);
+    tmux.wait_for("Loaded Z-Image-Turbo", Duration::from_secs(20));
+
+    // m, v: a verification job runs in the queue pane and reports.
+    tmux.keys(&["m"]);
+    tmux.wait_for("fixtures/tiny", Duration::from_secs(10));
+    tmux.keys(&["v"]);
+    let screen = tmux.wait_for("V1 verified", Duration::from_secs(20));
+    assert!(
+        screen.contains("V1 done"),
+        "the job row shows the outcome:\n{screen}"
+    );
+
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for_line("EXIT=", Duration::from_secs(10));
+    assert!(
+        screen.lines().any(|l| l.starts_with("EXIT=0")),
+        "clean exit; screen:\n{screen}"
+    );
 }

@@ -9,8 +9,13 @@ use std::time::Duration;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
+use zimage_tui::app::models::{
+    CandidateOrigin, Discovery, ModelCandidate, ModelJobEvent, ModelJobOutcome, ModelsAction,
+};
 use zimage_tui::app::state::{GpuReading, Settings};
 use zimage_tui::app::{update, Action, AppState, Intent};
+use zimage_tui::fetch::Source;
+use zimage_tui::model::loader::{LoadOptions, ModelSource, ModelSpec};
 use zimage_tui::model::pipeline::ModelInfo;
 use zimage_tui::model::{RgbImage, Stage, StageTimings};
 use zimage_tui::ui::{draw, Palette};
@@ -315,6 +320,330 @@ fn finished_no_gpu() -> AppState {
     s
 }
 
+fn hf_snapshot() -> PathBuf {
+    PathBuf::from(
+        "/home/me/.cache/huggingface/hub/models--Tongyi-MAI--Z-Image-Turbo/snapshots/0123456789abcdef",
+    )
+}
+
+/// What discovery might find: a complete HF cache checkpoint (the default, with a bf16 cache)
+/// and a ModelScope one whose download stopped half way.
+fn discovery() -> Discovery {
+    let ms_dir = PathBuf::from("/home/me/.cache/modelscope/hub/models/Tongyi-MAI/Z-Image-Turbo");
+    Discovery {
+        candidates: vec![
+            ModelCandidate {
+                spec: ModelSpec::Dir(hf_snapshot()),
+                origin: CandidateOrigin::Found(ModelSource::HuggingFaceCache),
+                bytes: Some(32_900_000_000),
+                complete: true,
+                problem: None,
+                dtypes: vec![
+                    ("text_encoder".into(), [("BF16".into(), 4_020_000_000)].into()),
+                    ("transformer".into(), [("F32".into(), 6_150_000_000)].into()),
+                    ("vae".into(), [("F32".into(), 83_800_000)].into()),
+                ],
+                bf16_cache: true,
+                partial_files: 0,
+                default: true,
+            },
+            ModelCandidate {
+                spec: ModelSpec::Dir(ms_dir.clone()),
+                origin: CandidateOrigin::Found(ModelSource::ModelScopeCache),
+                bytes: Some(12_400_000_000),
+                complete: false,
+                problem: Some(
+                    "transformer/diffusion_pytorch_model-00002-of-00003.safetensors: missing".into(),
+                ),
+                dtypes: vec![("text_encoder".into(), [("BF16".into(), 4_020_000_000)].into())],
+                bf16_cache: false,
+                partial_files: 1,
+                default: false,
+            },
+        ],
+        targets: vec![
+            (
+                Source::HuggingFace,
+                PathBuf::from("/home/me/.cache/huggingface/hub/models--Tongyi-MAI--Z-Image-Turbo"),
+            ),
+            (Source::ModelScope, ms_dir),
+        ],
+    }
+}
+
+fn models(state: &mut AppState, action: ModelsAction) {
+    act(state, Action::Models(action));
+}
+
+/// The picker open over an idle dashboard on the demo model, the HF checkpoint selected.
+fn picker() -> AppState {
+    let mut s = fresh();
+    models(
+        &mut s,
+        ModelsAction::Load {
+            spec: ModelSpec::Demo,
+            options: LoadOptions::default(),
+        },
+    );
+    worker(
+        &mut s,
+        Event::Loaded {
+            info: demo_info(),
+            secs: 0.5,
+        },
+        500,
+    );
+    intent(&mut s, Intent::OpenModels);
+    models(&mut s, ModelsAction::Found(discovery()));
+    intent(&mut s, Intent::Top);
+    s
+}
+
+/// The busy queue plus a download at 40 % (second of three files) and a finished verification.
+fn downloading() -> AppState {
+    let mut s = busy();
+    intent(&mut s, Intent::OpenModels);
+    models(&mut s, ModelsAction::Found(discovery()));
+    intent(&mut s, Intent::VerifyModel);
+    let verify = 1;
+    let job = |s: &mut AppState, id, event, at_ms| {
+        models(
+            s,
+            ModelsAction::Job {
+                id,
+                event,
+                at: ms(at_ms),
+            },
+        )
+    };
+    job(
+        &mut s,
+        verify,
+        ModelJobEvent::Planned {
+            dir: None,
+            files: 2,
+            bytes: 20 << 20,
+            present: 0,
+        },
+        6000,
+    );
+    job(
+        &mut s,
+        verify,
+        ModelJobEvent::Finished(ModelJobOutcome::Verified {
+            checked: 14,
+            bytes: 32_900_000_000,
+            basis: "against the hub's file list".into(),
+        }),
+        6000,
+    );
+    intent(&mut s, Intent::OpenModels);
+    intent(&mut s, Intent::DownloadModel);
+    let download = 2;
+    job(
+        &mut s,
+        download,
+        ModelJobEvent::Planned {
+            dir: Some(hf_snapshot()),
+            files: 3,
+            bytes: 3 << 30,
+            present: 11,
+        },
+        6000,
+    );
+    job(
+        &mut s,
+        download,
+        ModelJobEvent::FileStarted {
+            path: "transformer/diffusion_pytorch_model-00001-of-00003.safetensors".into(),
+            size: 1 << 30,
+        },
+        6000,
+    );
+    job(&mut s, download, ModelJobEvent::FileProgress { done: 0 }, 6000);
+    job(
+        &mut s,
+        download,
+        ModelJobEvent::FileProgress { done: 1 << 30 },
+        16_000,
+    );
+    job(&mut s, download, ModelJobEvent::FileDone, 16_000);
+    job(
+        &mut s,
+        download,
+        ModelJobEvent::FileStarted {
+            path: "transformer/diffusion_pytorch_model-00002-of-00003.safetensors".into(),
+            size: 1 << 30,
+        },
+        16_000,
+    );
+    job(&mut s, download, ModelJobEvent::FileProgress { done: 0 }, 16_000);
+    job(
+        &mut s,
+        download,
+        ModelJobEvent::FileProgress { done: 1 << 28 },
+        18_000,
+    );
+    act(&mut s, Action::Tick { at: ms(18_000) });
+    s
+}
+
+/// A stress soak of 20 images at 512² with 12 done (one warm-up first): times wobble around
+/// 1.4 s, memory in use creeps up 2 MiB per image; image 7 ran out of memory.
+fn stress_mid_soak() -> AppState {
+    use zimage_tui::bench::record::{MemoryReading, Outcome};
+    use zimage_tui::bench::report::MemorySource;
+    use zimage_tui::bench::stress::StressEvent;
+    use zimage_tui::bench::{JobRecord, Mode, Section};
+    use zimage_tui::model::GenerationRequest;
+
+    let mut s = fresh();
+    worker(
+        &mut s,
+        Event::Loaded {
+            info: demo_info(),
+            secs: 0.5,
+        },
+        500,
+    );
+    intent(&mut s, Intent::ToggleStress);
+    s.stress.settings.mode = Mode::Soak;
+    s.stress.settings.soak_images = 20;
+    s.stress.settings.size = (512, 512);
+    intent(&mut s, Intent::StartStress);
+    let event = |s: &mut AppState, e: StressEvent, at: u64| worker(s, Event::Stress(e), at);
+    event(
+        &mut s,
+        StressEvent::Started {
+            jobs: 21,
+            memory: MemorySource::ProcessRss,
+        },
+        600,
+    );
+    event(
+        &mut s,
+        StressEvent::Section {
+            section: Section::Soak,
+            jobs: 21,
+        },
+        600,
+    );
+    let request = GenerationRequest {
+        prompt: "p".into(),
+        width: 512,
+        height: 512,
+        steps: 9,
+        seed: 42,
+    };
+    for i in 0..13usize {
+        let warmup = i == 0;
+        let total = if warmup {
+            2.9
+        } else {
+            1.4 + 0.05 * ((i * 7 % 5) as f64 - 2.0)
+        };
+        let used = (1000 + 2 * i as u64) << 20;
+        let oom = i == 7;
+        let record = JobRecord {
+            index: if warmup { 1 } else { i },
+            warmup,
+            request: request.clone(),
+            outcome: if oom { Outcome::OutOfMemory } else { Outcome::Ok },
+            message: oom.then(|| "CUDA_ERROR_OUT_OF_MEMORY".to_string()),
+            encode_s: Some(0.1),
+            step_s: vec![(total - 0.3) / 9.0; 9],
+            decode_s: Some(0.2),
+            total_s: (!oom).then_some(total),
+            wall_s: total,
+            memory: MemoryReading {
+                peak_bytes: Some(used + (300 << 20) + ((i as u64 % 3) << 20)),
+                used_after_bytes: Some(used),
+                free_after_bytes: None,
+                total_bytes: None,
+            },
+            estimate_bytes: None,
+        };
+        event(
+            &mut s,
+            StressEvent::JobStarted {
+                section: Section::Soak,
+                request: request.clone(),
+                warmup,
+            },
+            700,
+        );
+        event(
+            &mut s,
+            StressEvent::JobFinished {
+                section: Section::Soak,
+                record: Box::new(record),
+            },
+            800,
+        );
+    }
+    event(
+        &mut s,
+        StressEvent::JobStarted {
+            section: Section::Soak,
+            request,
+            warmup: false,
+        },
+        900,
+    );
+    event(&mut s, StressEvent::Step { step: 4, total: 9 }, 950);
+    s
+}
+
+fn stress_finished() -> AppState {
+    use zimage_tui::bench::report::{
+        DeviceDescription, Header, MemorySource, Report, SoakSection, SoakStats,
+    };
+    use zimage_tui::bench::stress::{StressEvent, WrittenReport};
+
+    let mut s = stress_mid_soak();
+    let run = s.stress.run.clone().expect("a run");
+    let (warmup, jobs): (Vec<_>, Vec<_>) = run.records.iter().cloned().partition(|r| r.warmup);
+    let mut report = Report::new(Header {
+        tool: "zimage-tui test".into(),
+        git_commit: None,
+        date_utc: "2026-11-26T00:00:00Z".into(),
+        model: demo_info(),
+        model_load_s: Some(0.5),
+        device: DeviceDescription {
+            card: None,
+            driver: None,
+            memory_source: MemorySource::ProcessRss,
+            total_bytes: None,
+        },
+        max_vram_bytes: None,
+        warmup_per_series: 1,
+    });
+    let stats = SoakStats::compute(&jobs);
+    report.soak = Some(SoakSection {
+        width: 512,
+        height: 512,
+        steps: 9,
+        interval_s: 0.0,
+        prompt_source: "built-in".into(),
+        warmup,
+        jobs,
+        stats,
+    });
+    worker(
+        &mut s,
+        Event::Stress(StressEvent::Finished {
+            report: Box::new(report),
+            written: Ok(WrittenReport {
+                markdown: PathBuf::from("out/snap-stress-1/report.md"),
+                json: PathBuf::from("out/snap-stress-1/report.json"),
+            }),
+            stopped: true,
+        }),
+        1000,
+    );
+    s
+}
+
 macro_rules! screens {
     ($($name:ident: $state:expr;)*) => {$(
         #[test]
@@ -353,6 +682,25 @@ screens! {
         worker(&mut s, Event::LoadFailed { message: "/models/z: transformer/config.json is missing".into() }, 300);
         s
     };
+    model_picker: picker();
+    model_picker_no_model_loaded: {
+        let mut s = picker();
+        worker(&mut s, Event::LoadFailed { message: "out of memory".into() }, 900);
+        intent(&mut s, Intent::OpenModels);
+        intent(&mut s, Intent::Down);
+        s
+    };
+    queue_with_a_download: downloading();
+    stress_view_mid_soak: stress_mid_soak();
+    stress_view_finished: stress_finished();
+    stress_view_before_a_run: {
+        let mut s = fresh();
+        worker(&mut s, Event::Loaded { info: demo_info(), secs: 0.5 }, 500);
+        intent(&mut s, Intent::ToggleStress);
+        intent(&mut s, Intent::Down);
+        intent(&mut s, Intent::Down);
+        s
+    };
     editing_size_field: {
         let mut s = fresh();
         worker(&mut s, Event::Loaded { info: demo_info(), secs: 0.5 }, 500);
@@ -374,10 +722,30 @@ fn too_small_terminals_show_a_notice() {
 
 #[test]
 fn every_size_from_the_minimum_up_renders_without_panicking() {
-    let state = busy();
-    for w in (80..=200).step_by(7) {
-        for h in (24..=60).step_by(5) {
-            render(&state, w, h);
+    for state in [busy(), stress_mid_soak(), stress_finished()] {
+        for w in (80..=200).step_by(7) {
+            for h in (24..=60).step_by(5) {
+                render(&state, w, h);
+            }
+        }
+        for (w, h) in [(0, 0), (1, 1), (79, 24), (80, 23)] {
+            draw_into(&state, w, h);
         }
     }
+}
+
+#[test]
+fn the_stress_view_counts_down_the_soak_interval() {
+    use zimage_tui::bench::stress::StressEvent;
+    let mut s = stress_mid_soak();
+    worker(
+        &mut s,
+        Event::Stress(StressEvent::Waiting {
+            interval: Duration::from_secs(30),
+        }),
+        1000,
+    );
+    act(&mut s, Action::Tick { at: ms(11_000) });
+    let screen = render(&s, 80, 24);
+    assert!(screen.contains("next image in 20.0 s"), "{screen}");
 }

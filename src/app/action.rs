@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crossterm::event::KeyEvent;
 
+use super::models::{ModelsAction, ModelsEffect};
 use super::state::{GpuReading, LogLevel, QueueEntry};
 use crate::worker::{Command, Event};
 
@@ -55,10 +56,28 @@ pub enum Intent {
     ClearLine,
     ConfirmYes,
     ConfirmNo,
+    /// Open or close the Stress view.
+    ToggleStress,
+    /// Stress view: cycle runs → sweep → soak → all.
+    StressNextMode,
+    StartStress,
+    CancelStress,
+    /// Open the model picker.
+    OpenModels,
+    CloseModels,
+    /// Load the picker's selected model through the worker.
+    LoadModel,
+    VerifyModel,
+    DownloadModel,
+    /// Download into a directory typed in the one-line input.
+    DownloadModelTo,
+    /// Hugging Face ↔ ModelScope for downloads.
+    ToggleFetchSource,
+    RescanModels,
 }
 
 impl Intent {
-    pub const ALL: [Intent; 34] = [
+    pub const ALL: [Intent; 46] = [
         Intent::Quit,
         Intent::Interrupt,
         Intent::ToggleHelp,
@@ -93,6 +112,18 @@ impl Intent {
         Intent::ClearLine,
         Intent::ConfirmYes,
         Intent::ConfirmNo,
+        Intent::ToggleStress,
+        Intent::StressNextMode,
+        Intent::StartStress,
+        Intent::CancelStress,
+        Intent::OpenModels,
+        Intent::CloseModels,
+        Intent::LoadModel,
+        Intent::VerifyModel,
+        Intent::DownloadModel,
+        Intent::DownloadModelTo,
+        Intent::ToggleFetchSource,
+        Intent::RescanModels,
     ];
 
     /// The action's name in the config's `[keys]` table.
@@ -132,6 +163,18 @@ impl Intent {
             Intent::ClearLine => "clear_input",
             Intent::ConfirmYes => "confirm_quit",
             Intent::ConfirmNo => "keep_running",
+            Intent::ToggleStress => "stress_view",
+            Intent::StressNextMode => "stress_mode",
+            Intent::StartStress => "start_stress",
+            Intent::CancelStress => "cancel_stress",
+            Intent::OpenModels => "models",
+            Intent::CloseModels => "close_models",
+            Intent::LoadModel => "load_model",
+            Intent::VerifyModel => "verify_model",
+            Intent::DownloadModel => "download_model",
+            Intent::DownloadModelTo => "download_model_to",
+            Intent::ToggleFetchSource => "switch_hub",
+            Intent::RescanModels => "rescan_models",
         }
     }
 
@@ -181,6 +224,8 @@ pub enum Action {
     },
     SessionLoaded(Result<LoadedSession, String>),
     SessionSaved(Result<PathBuf, String>),
+    /// Model loads, discovery results and download/verify progress (`app::models`).
+    Models(ModelsAction),
 }
 
 impl From<Intent> for Action {
@@ -195,4 +240,6 @@ pub enum Effect {
     Worker(Command),
     SaveSession(PathBuf),
     LoadSession(PathBuf),
+    /// Discovery and download/verify jobs, run off the UI thread.
+    Models(ModelsEffect),
 }

@@ -22,17 +22,23 @@ pub enum Context {
     LineInput,
     ConfirmQuit,
     Help,
+    /// The Stress view (full screen, normal mode).
+    Stress,
+    /// The model picker overlay.
+    Models,
 }
 
 impl Context {
-    pub const ALL: [Context; 7] = [
+    pub const ALL: [Context; 9] = [
         Context::Global,
         Context::Queue,
         Context::Editor,
+        Context::Stress,
         Context::Insert,
         Context::LineInput,
         Context::ConfirmQuit,
         Context::Help,
+        Context::Models,
     ];
 
     pub fn title(self) -> &'static str {
@@ -44,6 +50,8 @@ impl Context {
             Context::LineInput => "One-line input",
             Context::ConfirmQuit => "Quit while a job runs",
             Context::Help => "Help",
+            Context::Stress => "Stress view",
+            Context::Models => "Model picker",
         }
     }
 }
@@ -312,6 +320,14 @@ pub static DEFAULT_BINDINGS: &[Binding] = &[
         "load session",
         false,
     ),
+    bind(
+        C::Global,
+        &[K::ch('b')],
+        Intent::ToggleStress,
+        "stress test (bench) view",
+        false,
+    ),
+    bind(C::Global, &[K::ch('m')], Intent::OpenModels, "model picker", true),
     bind(C::Global, &[K::ch('?')], Intent::ToggleHelp, "help", true),
     bind(C::Global, &[K::ch('q')], Intent::Quit, "quit", true),
     bind(
@@ -319,6 +335,53 @@ pub static DEFAULT_BINDINGS: &[Binding] = &[
         &[K::ctrl('c')],
         Intent::Interrupt,
         "cancel running job, then quit",
+        false,
+    ),
+    // Stress view
+    bind(C::Stress, &[K::ch('s')], Intent::StartStress, "start run", true),
+    bind(C::Stress, &[K::ch('c')], Intent::CancelStress, "cancel run", true),
+    bind(
+        C::Stress,
+        &[K::ch('m')],
+        Intent::StressNextMode,
+        "next mode",
+        true,
+    ),
+    bind(
+        C::Stress,
+        &[K::plain(KeyCode::Enter)],
+        Intent::EditField,
+        "edit field",
+        true,
+    ),
+    bind(
+        C::Stress,
+        &[K::ch('j'), K::plain(KeyCode::Down)],
+        Intent::Down,
+        "next field",
+        false,
+    ),
+    bind(
+        C::Stress,
+        &[K::ch('k'), K::plain(KeyCode::Up)],
+        Intent::Up,
+        "previous field",
+        false,
+    ),
+    bind(
+        C::Stress,
+        &[K::ch('b'), K::plain(KeyCode::Esc)],
+        Intent::ToggleStress,
+        "back to the dashboard",
+        true,
+    ),
+    bind(C::Stress, &[K::ch('?')], Intent::ToggleHelp, "help", true),
+    bind(C::Stress, &[K::ch('q')], Intent::Quit, "quit", true),
+    bind(
+        C::Stress,
+        &[K::ctrl('c')],
+        Intent::Interrupt,
+        "cancel run, then quit",
         false,
     ),
     // Typing a prompt
@@ -410,6 +473,73 @@ pub static DEFAULT_BINDINGS: &[Binding] = &[
         "cancel running job, then quit",
         false,
     ),
+    // Model picker
+    bind(
+        C::Models,
+        &[K::plain(KeyCode::Enter)],
+        Intent::LoadModel,
+        "load model",
+        true,
+    ),
+    bind(C::Models, &[K::ch('v')], Intent::VerifyModel, "verify", true),
+    bind(C::Models, &[K::ch('f')], Intent::DownloadModel, "download", true),
+    bind(
+        C::Models,
+        &[K::ch('F')],
+        Intent::DownloadModelTo,
+        "download into a folder",
+        false,
+    ),
+    bind(
+        C::Models,
+        &[K::ch('s')],
+        Intent::ToggleFetchSource,
+        "switch hub",
+        true,
+    ),
+    bind(C::Models, &[K::ch('r')], Intent::RescanModels, "rescan", true),
+    bind(
+        C::Models,
+        &[K::ch('j'), K::plain(KeyCode::Down)],
+        Intent::Down,
+        "down",
+        false,
+    ),
+    bind(
+        C::Models,
+        &[K::ch('k'), K::plain(KeyCode::Up)],
+        Intent::Up,
+        "up",
+        false,
+    ),
+    bind(
+        C::Models,
+        &[K::ch('g'), K::plain(KeyCode::Home)],
+        Intent::Top,
+        "first",
+        false,
+    ),
+    bind(
+        C::Models,
+        &[K::ch('G'), K::plain(KeyCode::End)],
+        Intent::Bottom,
+        "last",
+        false,
+    ),
+    bind(
+        C::Models,
+        &[K::plain(KeyCode::Esc), K::ch('m'), K::ch('q')],
+        Intent::CloseModels,
+        "close",
+        true,
+    ),
+    bind(
+        C::Models,
+        &[K::ctrl('c')],
+        Intent::Interrupt,
+        "cancel running job, then quit",
+        false,
+    ),
 ];
 
 /// The contexts consulted for the current state, most specific first.
@@ -419,6 +549,8 @@ pub fn active_contexts(state: &AppState) -> Vec<Context> {
         Mode::ConfirmQuit => vec![Context::ConfirmQuit],
         Mode::InsertPrompt => vec![Context::Insert],
         Mode::LineInput(_) => vec![Context::LineInput],
+        Mode::Normal if state.stress.open => vec![Context::Stress],
+        Mode::Models => vec![Context::Models],
         Mode::Normal => match state.focus {
             Pane::Queue => vec![Context::Queue, Context::Global],
             Pane::Editor => vec![Context::Editor, Context::Global],
@@ -471,13 +603,15 @@ impl Keymap {
 
     /// Two actions on one key where both are looked up together would hide one of them.
     fn check_clashes(&self) -> Result<(), String> {
-        let lookups: [&[Context]; 6] = [
+        let lookups: [&[Context]; 8] = [
             &[Context::Queue, Context::Global],
             &[Context::Editor, Context::Global],
+            &[Context::Stress],
             &[Context::Insert],
             &[Context::LineInput],
             &[Context::ConfirmQuit],
             &[Context::Help],
+            &[Context::Models],
         ];
         for contexts in lookups {
             let bindings: Vec<&Binding> = self
@@ -796,6 +930,8 @@ mod tests {
                 Context::LineInput => s.mode = Mode::LineInput(super::super::state::LineInputPurpose::Steps),
                 Context::ConfirmQuit => s.mode = Mode::ConfirmQuit,
                 Context::Help => s.mode = Mode::Help,
+                Context::Stress => s.stress.open = true,
+                Context::Models => s.mode = Mode::Models,
             }
             for k in b.keys.iter() {
                 let ev = KeyEvent::new(k.code, k.modifiers);

@@ -5,9 +5,11 @@
 pub mod action;
 pub mod editor;
 pub mod keymap;
+pub mod models;
 pub mod persist;
 pub mod reducer;
 pub mod state;
+pub mod stress;
 
 pub use action::{Action, Effect, Intent, LoadedSession};
 pub use reducer::update;

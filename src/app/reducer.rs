@@ -7,6 +7,7 @@ use crossterm::event::KeyEvent;
 
 use super::action::{Action, Effect, Intent, LoadedSession};
 use super::editor::{new_line_input, parse_seed, parse_size, parse_steps, DraftField};
+use super::models;
 use super::state::{
     AppState, FinishedRun, GpuReading, JobStatus, LineInputPurpose, LogLevel, Mode, ModelStatus, Pane,
     PreviewImage, QueueEntry, RunProgress, SeedChoice, GPU_HISTORY,
@@ -36,7 +37,11 @@ pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
         Action::Paste(text) => paste(state, &text),
         Action::Worker { event, at } => {
             state.now = state.now.max(at);
+            let load = models::load_outcome(&event);
             worker_event(state, event, at);
+            if let Some(outcome) = load {
+                models::after_load(state, outcome, &mut effects);
+            }
         }
         Action::Gpu(reading) => gpu_reading(state, reading),
         Action::GpuUnavailable {
@@ -63,15 +68,25 @@ pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
             state.session_path = Some(path);
         }
         Action::SessionSaved(Err(message)) => state.notify(LogLevel::Error, message),
+        Action::Models(action) => models::update(state, action, &mut effects),
     }
     start_next_job(state, &mut effects);
     effects
 }
 
 fn apply_intent(state: &mut AppState, intent: Intent, effects: &mut Vec<Effect>) {
+    if state.mode == Mode::Models && models::picker_intent(state, intent, effects) {
+        return;
+    }
+    if super::stress::intent(state, intent, effects) {
+        return;
+    }
     match intent {
         Intent::Quit => {
-            if state.running.is_some() {
+            if state.running.is_some()
+                || state.stress.active()
+                || models::running_jobs(state).next().is_some()
+            {
                 state.mode = Mode::ConfirmQuit;
             } else {
                 state.quitting = true;
@@ -157,15 +172,40 @@ fn apply_intent(state: &mut AppState, intent: Intent, effects: &mut Vec<Effect>)
             if let Some(run) = &mut state.running {
                 run_cancel(run, effects);
             }
+            if state.stress.active() {
+                super::stress::cancel(state, effects);
+            }
             state.quitting = true;
         }
         Intent::ConfirmNo => state.mode = Mode::Normal,
+        // Handled by the Stress view (or meaningless outside it).
+        Intent::ToggleStress | Intent::StressNextMode | Intent::StartStress | Intent::CancelStress => {}
+        Intent::OpenModels => models::open_picker(state, effects),
+        // Only bound in the picker, which handles them above.
+        Intent::CloseModels
+        | Intent::LoadModel
+        | Intent::VerifyModel
+        | Intent::DownloadModel
+        | Intent::DownloadModelTo
+        | Intent::ToggleFetchSource
+        | Intent::RescanModels => {}
     }
 }
 
 /// Ctrl-C: first cancel the running job (and pause the queue so the next does not start), then
 /// quit on the next press.
 fn interrupt(state: &mut AppState, effects: &mut Vec<Effect>) {
+    if state
+        .stress
+        .run
+        .as_ref()
+        .is_some_and(|r| r.active() && !r.cancel_requested)
+    {
+        super::stress::cancel(state, effects);
+        state.mode = Mode::Normal;
+        state.push_log(LogLevel::Warn, "Ctrl-C again quits");
+        return;
+    }
     match &mut state.running {
         Some(run) if !run.cancel_requested => {
             let job = run.job;
@@ -197,8 +237,11 @@ fn move_cursor(state: &mut AppState, delta: isize) {
             .saturating_add(delta)
             .clamp(0, len as isize - 1) as usize
     }
+    if state.mode == Mode::Models {
+        return models::move_selection(state, delta);
+    }
     match state.focus {
-        Pane::Queue => state.selected = step(state.selected, state.queue.len(), delta),
+        Pane::Queue => state.selected = step(state.selected, models::queue_rows(state), delta),
         Pane::Editor => {
             let i = DraftField::ALL
                 .iter()
@@ -298,6 +341,8 @@ fn submit_line(state: &mut AppState, effects: &mut Vec<Effect>) {
         }
         LineInputPurpose::Steps => parse_steps(&text).map(|s| state.draft.steps = s),
         LineInputPurpose::Seed => parse_seed(&text).map(|s| state.draft.seed = s),
+        LineInputPurpose::Stress(field) => super::stress::submit_field(state, field, &text),
+        LineInputPurpose::DownloadDir => models::download_into(state, &text, effects),
         LineInputPurpose::SaveSession | LineInputPurpose::LoadSession => {
             let path = text.trim();
             if path.is_empty() {
@@ -392,6 +437,9 @@ fn rerun_job(state: &mut AppState) {
 }
 
 fn delete_job(state: &mut AppState) {
+    if models::delete_selected(state) {
+        return;
+    }
     let Some(entry) = state.selected_entry() else {
         return;
     };
@@ -424,6 +472,9 @@ fn move_job(state: &mut AppState, delta: isize) {
 }
 
 fn cancel_selected(state: &mut AppState, effects: &mut Vec<Effect>) {
+    if models::cancel_selected(state, effects) {
+        return;
+    }
     let Some(entry) = state.selected_entry() else {
         return;
     };
@@ -457,7 +508,7 @@ fn text_key(state: &mut AppState, key: KeyEvent) {
         Mode::LineInput(_) => {
             state.draft.line.input(key);
         }
-        Mode::Normal | Mode::Help | Mode::ConfirmQuit => {}
+        Mode::Normal | Mode::Help | Mode::ConfirmQuit | Mode::Models => {}
     }
 }
 
@@ -476,7 +527,7 @@ fn paste(state: &mut AppState, text: &str) {
             state.mode = Mode::InsertPrompt;
             state.draft.prompt.insert_str(&text);
         }
-        Mode::Help | Mode::ConfirmQuit => {}
+        Mode::Help | Mode::ConfirmQuit | Mode::Models => {}
     }
 }
 
@@ -604,6 +655,7 @@ fn worker_event(state: &mut AppState, event: Event, at: Duration) {
             state.revision += 1;
         }
         Event::Log { message } => state.push_log(LogLevel::Info, message),
+        Event::Stress(event) => super::stress::event(state, event, at),
     }
 }
 
@@ -671,7 +723,13 @@ fn session_loaded(state: &mut AppState, result: Result<LoadedSession, String>) {
 
 /// Submits the first queued job when the model is ready and nothing runs.
 fn start_next_job(state: &mut AppState, effects: &mut Vec<Effect>) {
-    if state.quitting || state.paused || state.running.is_some() || !state.model_ready() {
+    // A stress run has the worker: queued jobs wait for its end.
+    if state.quitting
+        || state.paused
+        || state.running.is_some()
+        || state.stress.active()
+        || !state.model_ready()
+    {
         return;
     }
     let Some(index) = state.queue.iter().position(|e| e.status == JobStatus::Queued) else {

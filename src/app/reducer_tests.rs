@@ -625,3 +625,570 @@ fn without_gpu_telemetry_the_job_peak_is_the_sampled_process_memory() {
     );
     assert_eq!(s.last_run.as_ref().unwrap().peak_memory_sampled, Some(300));
 }
+
+// ---------------------------------------------------------------------------------------------
+// model picker and model jobs (download, verify)
+
+mod models {
+    use super::*;
+    use crate::app::models::{
+        CandidateOrigin, Discovery, ModelCandidate, ModelJobEvent, ModelJobKind, ModelJobOutcome,
+        ModelJobRequest, ModelJobStatus, ModelsAction, ModelsEffect,
+    };
+    use crate::app::state::{LineInputPurpose, Mode, ModelStatus, Pane};
+    use crate::fetch::Source;
+    use crate::model::loader::{LoadOptions, ModelSource, ModelSpec};
+
+    fn hf_dir() -> PathBuf {
+        PathBuf::from("/hf/models--Tongyi-MAI--Z-Image-Turbo/snapshots/abc")
+    }
+
+    fn ms_dir() -> PathBuf {
+        PathBuf::from("/ms/Tongyi-MAI/Z-Image-Turbo")
+    }
+
+    fn checkpoint(dir: PathBuf, source: ModelSource, complete: bool) -> ModelCandidate {
+        ModelCandidate {
+            spec: ModelSpec::Dir(dir),
+            origin: CandidateOrigin::Found(source),
+            bytes: Some(32 << 30),
+            complete,
+            problem: (!complete)
+                .then(|| "transformer/diffusion_pytorch_model-00002-of-00003.safetensors: missing".into()),
+            dtypes: vec![("transformer".into(), [("F32".into(), 6_150_000_000)].into())],
+            bf16_cache: false,
+            partial_files: usize::from(!complete),
+            default: complete,
+        }
+    }
+
+    fn discovery() -> Discovery {
+        Discovery {
+            candidates: vec![
+                checkpoint(hf_dir(), ModelSource::HuggingFaceCache, true),
+                checkpoint(ms_dir(), ModelSource::ModelScopeCache, false),
+            ],
+            targets: vec![
+                (
+                    Source::HuggingFace,
+                    PathBuf::from("/hf/models--Tongyi-MAI--Z-Image-Turbo"),
+                ),
+                (Source::ModelScope, ms_dir()),
+            ],
+        }
+    }
+
+    fn options() -> LoadOptions {
+        LoadOptions {
+            device: "cpu".into(),
+            dtype: Some("f32".into()),
+            low_vram: true,
+        }
+    }
+
+    fn models(state: &mut AppState, action: ModelsAction) -> Vec<Effect> {
+        update(state, Action::Models(action))
+    }
+
+    /// The app as the dashboard starts it: the demo model asked for (with the config's load
+    /// options) and loaded.
+    fn demo_loaded() -> AppState {
+        let mut s = AppState::new(settings(), 7);
+        let effects = models(
+            &mut s,
+            ModelsAction::Load {
+                spec: ModelSpec::Demo,
+                options: options(),
+            },
+        );
+        assert!(matches!(
+            &effects[..],
+            [Effect::Worker(Command::LoadModel {
+                spec: ModelSpec::Demo,
+                ..
+            })]
+        ));
+        worker(
+            &mut s,
+            Event::Loaded {
+                info: info(),
+                secs: 0.1,
+            },
+            100,
+        );
+        s
+    }
+
+    fn picker_open() -> AppState {
+        let mut s = demo_loaded();
+        let effects = intent(&mut s, Intent::OpenModels);
+        assert_eq!(s.mode, Mode::Models);
+        assert!(s.models.picker.scanning);
+        assert!(matches!(
+            &effects[..],
+            [Effect::Models(ModelsEffect::Discover { .. })]
+        ));
+        models(&mut s, ModelsAction::Found(discovery()));
+        s
+    }
+
+    fn load_effects(effects: &[Effect]) -> Vec<(&ModelSpec, &LoadOptions)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Worker(Command::LoadModel { spec, options }) => Some((spec, options)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn started(effects: &[Effect]) -> Vec<&ModelJobRequest> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Models(ModelsEffect::Start(request)) => Some(request),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn job_event(state: &mut AppState, id: u64, event: ModelJobEvent, ms: u64) -> Vec<Effect> {
+        models(
+            state,
+            ModelsAction::Job {
+                id,
+                event,
+                at: at(ms),
+            },
+        )
+    }
+
+    fn message(state: &AppState) -> &str {
+        state.message.as_ref().map_or("", |m| m.text.as_str())
+    }
+
+    #[test]
+    fn the_picker_lists_what_was_found_plus_the_demo_and_selects_the_current_model() {
+        let mut s = picker_open();
+        let picker = &s.models.picker;
+        assert!(!picker.scanning);
+        let specs: Vec<_> = picker.candidates.iter().map(|c| c.spec.clone()).collect();
+        assert_eq!(
+            specs,
+            [
+                ModelSpec::Dir(hf_dir()),
+                ModelSpec::Dir(ms_dir()),
+                ModelSpec::Demo
+            ]
+        );
+        // The demo is current, so it is selected.
+        assert_eq!(picker.selected, 2);
+        // j/k/g/G move in the picker, not in the queue.
+        queue(&mut s, "a fox");
+        intent(&mut s, Intent::OpenModels);
+        let selected_row = s.selected;
+        intent(&mut s, Intent::Top);
+        assert_eq!(s.models.picker.selected, 0);
+        intent(&mut s, Intent::Down);
+        intent(&mut s, Intent::Down);
+        intent(&mut s, Intent::Down);
+        assert_eq!(s.models.picker.selected, 2, "clamped to the last entry");
+        intent(&mut s, Intent::Up);
+        assert_eq!(s.models.picker.selected, 1);
+        assert_eq!(s.selected, selected_row);
+        // A rescan keeps the selection on the same entry.
+        intent(&mut s, Intent::RescanModels);
+        models(&mut s, ModelsAction::Found(discovery()));
+        assert_eq!(s.models.picker.selected, 1);
+        intent(&mut s, Intent::CloseModels);
+        assert_eq!(s.mode, Mode::Normal);
+    }
+
+    #[test]
+    fn enter_loads_the_selected_checkpoint_through_the_worker_and_jobs_wait_for_it() {
+        let mut s = picker_open();
+        intent(&mut s, Intent::Top);
+        let effects = intent(&mut s, Intent::LoadModel);
+        let loads = load_effects(&effects);
+        assert_eq!(loads.len(), 1);
+        assert_eq!(loads[0].0, &ModelSpec::Dir(hf_dir()));
+        assert_eq!(loads[0].1, &options(), "the config's load options are kept");
+        assert_eq!(s.mode, Mode::Normal);
+        assert!(matches!(s.model, ModelStatus::Loading { .. }));
+        // Nothing is submitted while the new model loads, and no second load is asked for.
+        assert!(submitted(&queue(&mut s, "a fox")).is_empty());
+        intent(&mut s, Intent::OpenModels);
+        intent(&mut s, Intent::Bottom);
+        assert!(load_effects(&intent(&mut s, Intent::LoadModel)).is_empty());
+        assert!(message(&s).contains("A model is loading"), "{}", message(&s));
+        intent(&mut s, Intent::CloseModels);
+        let effects = worker(
+            &mut s,
+            Event::Loaded {
+                info: info(),
+                secs: 2.0,
+            },
+            2000,
+        );
+        assert_eq!(submitted(&effects).len(), 1);
+        assert_eq!(s.models.loaded, Some(ModelSpec::Dir(hf_dir())));
+        // Loading the current model again is a no-op with a message.
+        intent(&mut s, Intent::OpenModels);
+        models(&mut s, ModelsAction::Found(discovery()));
+        intent(&mut s, Intent::Top);
+        assert!(load_effects(&intent(&mut s, Intent::LoadModel)).is_empty());
+        assert!(
+            message(&s).contains("already the current model"),
+            "{}",
+            message(&s)
+        );
+    }
+
+    #[test]
+    fn an_incomplete_checkpoint_is_not_loaded_and_the_current_model_stays() {
+        let mut s = picker_open();
+        intent(&mut s, Intent::Top);
+        intent(&mut s, Intent::Down);
+        let effects = intent(&mut s, Intent::LoadModel);
+        assert!(load_effects(&effects).is_empty());
+        assert!(s.model_ready());
+        assert!(
+            message(&s).contains("00002-of-00003.safetensors: missing"),
+            "{}",
+            message(&s)
+        );
+        assert_eq!(s.mode, Mode::Models, "the picker stays open to pick another");
+    }
+
+    #[test]
+    fn a_failed_switch_goes_back_to_the_previous_model_once() {
+        let mut s = picker_open();
+        intent(&mut s, Intent::Top);
+        intent(&mut s, Intent::LoadModel);
+        let message_text = "transformer/config.json: missing".to_string();
+        let effects = worker(
+            &mut s,
+            Event::LoadFailed {
+                message: message_text,
+            },
+            900,
+        );
+        let loads = load_effects(&effects);
+        assert_eq!(loads.len(), 1, "the previous model is loaded again");
+        assert_eq!(loads[0].0, &ModelSpec::Demo);
+        assert!(
+            message(&s).contains("Going back to demo model"),
+            "{}",
+            message(&s)
+        );
+        assert!(matches!(s.model, ModelStatus::Loading { .. }));
+        worker(
+            &mut s,
+            Event::Loaded {
+                info: info(),
+                secs: 0.1,
+            },
+            1000,
+        );
+        assert!(s.model_ready());
+        assert_eq!(s.models.loaded, Some(ModelSpec::Demo));
+
+        // When going back fails too, the app says no model is loaded and stops trying.
+        intent(&mut s, Intent::OpenModels);
+        models(&mut s, ModelsAction::Found(discovery()));
+        intent(&mut s, Intent::Top);
+        intent(&mut s, Intent::LoadModel);
+        worker(
+            &mut s,
+            Event::LoadFailed {
+                message: "out of memory".into(),
+            },
+            1100,
+        );
+        let effects = worker(
+            &mut s,
+            Event::LoadFailed {
+                message: "disk gone".into(),
+            },
+            1200,
+        );
+        assert!(load_effects(&effects).is_empty());
+        assert!(matches!(s.model, ModelStatus::Failed { .. }));
+        assert!(message(&s).contains("No model is loaded"), "{}", message(&s));
+        assert_eq!(s.models.loaded, None);
+    }
+
+    #[test]
+    fn a_download_is_a_queue_row_with_progress_rate_eta_and_can_be_cancelled() {
+        let mut s = picker_open();
+        queue(&mut s, "a fox");
+        intent(&mut s, Intent::OpenModels);
+        let effects = intent(&mut s, Intent::DownloadModel);
+        let requests = started(&effects);
+        assert_eq!(requests.len(), 1);
+        assert_eq!(
+            requests[0].kind,
+            ModelJobKind::Download {
+                source: Source::HuggingFace,
+                dir: None
+            }
+        );
+        let id = requests[0].id;
+        // The picker closes on the queue pane, the new row selected after the image job.
+        assert_eq!(s.mode, Mode::Normal);
+        assert_eq!(s.focus, Pane::Queue);
+        assert_eq!(s.selected, 1);
+        assert_eq!(crate::app::models::selected_job(&s).map(|j| j.id), Some(id));
+        // A second download while one runs is refused.
+        intent(&mut s, Intent::OpenModels);
+        assert!(started(&intent(&mut s, Intent::DownloadModel)).is_empty());
+        intent(&mut s, Intent::CloseModels);
+
+        let snapshot = hf_dir();
+        job_event(
+            &mut s,
+            id,
+            ModelJobEvent::Planned {
+                dir: Some(snapshot.clone()),
+                files: 2,
+                bytes: 300 << 20,
+                present: 1,
+            },
+            10_000,
+        );
+        job_event(
+            &mut s,
+            id,
+            ModelJobEvent::FileStarted {
+                path: "a".into(),
+                size: 100 << 20,
+            },
+            10_000,
+        );
+        job_event(&mut s, id, ModelJobEvent::FileProgress { done: 0 }, 10_000);
+        job_event(&mut s, id, ModelJobEvent::FileProgress { done: 50 << 20 }, 11_000);
+        job_event(
+            &mut s,
+            id,
+            ModelJobEvent::FileProgress { done: 100 << 20 },
+            12_000,
+        );
+        job_event(&mut s, id, ModelJobEvent::FileDone, 12_000);
+        // The second file resumes: its first report is what was already on disk.
+        job_event(
+            &mut s,
+            id,
+            ModelJobEvent::FileStarted {
+                path: "b".into(),
+                size: 200 << 20,
+            },
+            12_000,
+        );
+        job_event(
+            &mut s,
+            id,
+            ModelJobEvent::FileProgress { done: 100 << 20 },
+            12_000,
+        );
+        job_event(
+            &mut s,
+            id,
+            ModelJobEvent::FileProgress { done: 150 << 20 },
+            13_000,
+        );
+        let job = &s.models.jobs[0];
+        assert_eq!(job.dir.as_ref(), Some(&snapshot));
+        assert_eq!(job.files_done, 1);
+        assert_eq!(job.bytes_done(), 250 << 20);
+        assert_eq!(job.fraction(), Some(250.0 / 300.0));
+        assert_eq!(job.moved, 150 << 20, "the resumed prefix was not transferred now");
+        let rate = job.rate().expect("rate");
+        assert!((rate - (50 << 20) as f64).abs() < 1.0, "{rate}");
+        let eta = job.eta_secs().expect("eta");
+        assert!((eta - 1.0).abs() < 1e-6, "{eta}");
+        // Image jobs are not blocked: the fox job runs meanwhile.
+        assert_eq!(s.running_job(), Some(1));
+
+        // c on the row cancels it; the job says so when it stops.
+        s.focus = Pane::Queue;
+        s.selected = 1;
+        let effects = intent(&mut s, Intent::CancelJob);
+        assert!(matches!(&effects[..], [Effect::Models(ModelsEffect::Cancel(i))] if *i == id));
+        assert!(s.models.jobs[0].cancel_requested);
+        assert!(intent(&mut s, Intent::CancelJob).is_empty(), "asked once");
+        job_event(
+            &mut s,
+            id,
+            ModelJobEvent::Finished(ModelJobOutcome::Cancelled),
+            13_500,
+        );
+        let job = &s.models.jobs[0];
+        assert_eq!(job.status, ModelJobStatus::Cancelled);
+        assert!(job
+            .summary
+            .as_deref()
+            .unwrap_or("")
+            .contains("partial files kept"));
+        // Late events are ignored; a finished row can be deleted.
+        job_event(&mut s, id, ModelJobEvent::FileDone, 14_000);
+        assert_eq!(s.models.jobs[0].files_done, 1);
+        intent(&mut s, Intent::DeleteJob);
+        assert!(s.models.jobs.is_empty());
+        assert_eq!(s.queue.len(), 1, "the image job is untouched");
+    }
+
+    #[test]
+    fn a_finished_download_refreshes_the_picker_and_offers_to_load_it() {
+        let mut s = demo_loaded();
+        intent(&mut s, Intent::OpenModels);
+        // Nothing found yet.
+        models(&mut s, ModelsAction::Found(Discovery::default()));
+        intent(&mut s, Intent::ToggleFetchSource);
+        let effects = intent(&mut s, Intent::DownloadModel);
+        let request = started(&effects)[0].clone();
+        assert_eq!(
+            request.kind,
+            ModelJobKind::Download {
+                source: Source::ModelScope,
+                dir: None
+            }
+        );
+        // q while a download runs asks first (quitting stops it; partial files stay).
+        intent(&mut s, Intent::Quit);
+        assert_eq!(s.mode, Mode::ConfirmQuit);
+        intent(&mut s, Intent::ConfirmNo);
+        assert!(!s.quitting);
+        let effects = job_event(
+            &mut s,
+            request.id,
+            ModelJobEvent::Finished(ModelJobOutcome::Downloaded {
+                dir: ms_dir(),
+                files: 12,
+                fetched: 12,
+                bytes: 1 << 30,
+            }),
+            5000,
+        );
+        assert!(
+            effects
+                .iter()
+                .any(|e| matches!(e, Effect::Models(ModelsEffect::Discover { .. }))),
+            "the picker list is refreshed"
+        );
+        assert_eq!(s.models.jobs[0].status, ModelJobStatus::Done);
+        assert!(message(&s).contains("m, then Enter loads it"), "{}", message(&s));
+        let mut found = discovery();
+        found.candidates[1].complete = true;
+        found.candidates[1].problem = None;
+        models(&mut s, ModelsAction::Found(found));
+        intent(&mut s, Intent::OpenModels);
+        assert_eq!(s.models.picker.selected, 1, "the download is selected");
+        let effects = intent(&mut s, Intent::LoadModel);
+        assert_eq!(load_effects(&effects)[0].0, &ModelSpec::Dir(ms_dir()));
+        assert_eq!(s.models.picker.offer, None);
+    }
+
+    #[test]
+    fn verify_runs_on_a_checkpoint_counts_files_and_reports_the_first_bad_one() {
+        let mut s = picker_open();
+        // The demo has no files to verify.
+        assert!(started(&intent(&mut s, Intent::VerifyModel)).is_empty());
+        assert!(message(&s).contains("Only checkpoint directories"));
+        intent(&mut s, Intent::Top);
+        let request = started(&intent(&mut s, Intent::VerifyModel))[0].clone();
+        assert_eq!(request.kind, ModelJobKind::Verify { dir: hf_dir() });
+        // Verifying the same checkpoint twice at once is refused.
+        intent(&mut s, Intent::OpenModels);
+        assert!(started(&intent(&mut s, Intent::VerifyModel)).is_empty());
+        let id = request.id;
+        job_event(
+            &mut s,
+            id,
+            ModelJobEvent::Planned {
+                dir: None,
+                files: 3,
+                bytes: 30,
+                present: 0,
+            },
+            100,
+        );
+        job_event(
+            &mut s,
+            id,
+            ModelJobEvent::FileStarted {
+                path: "model_index.json".into(),
+                size: 10,
+            },
+            100,
+        );
+        job_event(&mut s, id, ModelJobEvent::FileProgress { done: 10 }, 100);
+        job_event(&mut s, id, ModelJobEvent::FileDone, 100);
+        job_event(
+            &mut s,
+            id,
+            ModelJobEvent::FileStarted {
+                path: "vae/x.safetensors".into(),
+                size: 10,
+            },
+            100,
+        );
+        assert_eq!(s.models.jobs[0].files_done, 1);
+        assert_eq!(s.models.jobs[0].dir, Some(hf_dir()));
+        let bad = "vae/x.safetensors: sha256 mismatch: expected aa, got bb".to_string();
+        job_event(
+            &mut s,
+            id,
+            ModelJobEvent::Finished(ModelJobOutcome::BadFile(bad.clone())),
+            200,
+        );
+        let job = &s.models.jobs[0];
+        assert_eq!(job.status, ModelJobStatus::Failed { reason: bad.clone() });
+        assert!(message(&s).contains(&bad));
+        // A new verify of it may start now.
+        assert_eq!(started(&intent(&mut s, Intent::VerifyModel)).len(), 1);
+    }
+
+    #[test]
+    fn a_download_into_a_chosen_folder_is_listed_by_later_scans() {
+        let mut s = picker_open();
+        intent(&mut s, Intent::DownloadModelTo);
+        assert_eq!(s.mode, Mode::LineInput(LineInputPurpose::DownloadDir));
+        // The hub's cache is the suggestion.
+        assert_eq!(s.draft.line_text(), "/hf/models--Tongyi-MAI--Z-Image-Turbo");
+        intent(&mut s, Intent::ClearLine);
+        assert!(started(&intent(&mut s, Intent::SubmitLine)).is_empty());
+        assert_eq!(
+            s.mode,
+            Mode::LineInput(LineInputPurpose::DownloadDir),
+            "stays open"
+        );
+        assert!(message(&s).contains("Enter a directory"));
+        update(&mut s, Action::Paste("/data/z-image".into()));
+        let request = started(&intent(&mut s, Intent::SubmitLine))[0].clone();
+        let dir = PathBuf::from("/data/z-image");
+        assert_eq!(
+            request.kind,
+            ModelJobKind::Download {
+                source: Source::HuggingFace,
+                dir: Some(dir.clone())
+            }
+        );
+        assert_eq!(s.mode, Mode::Normal);
+        let effects = job_event(
+            &mut s,
+            request.id,
+            ModelJobEvent::Finished(ModelJobOutcome::Downloaded {
+                dir: dir.clone(),
+                files: 12,
+                fetched: 12,
+                bytes: 1 << 30,
+            }),
+            100,
+        );
+        assert!(
+            effects.iter().any(|e| matches!(e,
+                Effect::Models(ModelsEffect::Discover { also }) if *also == [dir.clone()])),
+            "{effects:?}"
+        );
+    }
+}

@@ -69,6 +69,8 @@ pub enum Mode {
     Help,
     /// `q` while a job runs: asks first.
     ConfirmQuit,
+    /// The model picker overlay (`m`).
+    Models,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +80,10 @@ pub enum LineInputPurpose {
     Seed,
     SaveSession,
     LoadSession,
+    /// The model picker's "download into a folder".
+    DownloadDir,
+    /// A row of the Stress view's form.
+    Stress(super::stress::StressField),
 }
 
 impl LineInputPurpose {
@@ -88,6 +94,8 @@ impl LineInputPurpose {
             LineInputPurpose::Seed => "Seed (number or \"random\")",
             LineInputPurpose::SaveSession => "Save session to",
             LineInputPurpose::LoadSession => "Load session from",
+            LineInputPurpose::DownloadDir => "Download the checkpoint into",
+            LineInputPurpose::Stress(field) => field.input_label(),
         }
     }
 }
@@ -329,6 +337,10 @@ pub struct AppState {
     pub rng_state: u64,
     /// The key bindings (defaults + config overrides): resolves keys, generates hints and help.
     pub keymap: Keymap,
+    /// The Stress view (bench runs on the worker) and its current or last run.
+    pub stress: super::stress::StressView,
+    /// The model picker, the model asked for, and download/verify jobs (`app::models`).
+    pub models: super::models::ModelsState,
 }
 
 impl AppState {
@@ -361,6 +373,8 @@ impl AppState {
             quitting: false,
             rng_state: rng_seed,
             keymap: Keymap::default(),
+            stress: Default::default(),
+            models: Default::default(),
         }
     }
 

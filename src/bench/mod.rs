@@ -14,6 +14,7 @@ pub mod record;
 pub mod report;
 pub mod runner;
 pub mod stats;
+pub mod stress;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -58,10 +59,58 @@ impl Section {
     }
 }
 
+/// Which measurements to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Runs,
+    Sweep,
+    Soak,
+    All,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 4] = [Mode::Runs, Mode::Sweep, Mode::Soak, Mode::All];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Runs => "runs",
+            Mode::Sweep => "sweep",
+            Mode::Soak => "soak",
+            Mode::All => "all",
+        }
+    }
+
+    /// The next mode in `ALL`, wrapping (the Stress view cycles with one key).
+    pub fn next(self) -> Mode {
+        let i = Self::ALL.iter().position(|m| *m == self).unwrap_or(0);
+        Self::ALL[(i + 1) % Self::ALL.len()]
+    }
+
+    /// Does this mode include `section`?
+    pub fn includes(self, section: Section) -> bool {
+        match self {
+            Mode::All => true,
+            Mode::Runs => section == Section::Runs,
+            Mode::Sweep => section == Section::Sweep,
+            Mode::Soak => section == Section::Soak,
+        }
+    }
+}
+
 pub const DEFAULT_PROMPT: &str =
     "A futuristic city at night, neon lights reflecting on wet streets, cyberpunk style";
 pub const DEFAULT_SEED: u64 = 42;
 pub const DEFAULT_STEPS: usize = 9;
+pub const DEFAULT_RUNS: usize = 5;
+/// Size of the timed runs and the soak (the CLI's `--size` default is the same text).
+pub const DEFAULT_SIZE: (u32, u32) = (1024, 1024);
+pub const DEFAULT_SIZE_TEXT: &str = "1024x1024";
+pub const DEFAULT_SOAK_IMAGES: usize = 50;
+pub const DEFAULT_WARMUP: usize = 1;
+/// Upper bounds that keep a typo (an extra zero or three) from starting a run of days.
+pub const MAX_IMAGES: usize = 10_000;
+pub const MAX_WARMUP: usize = 100;
+pub const MAX_INTERVAL_S: f64 = 3600.0;
 /// The review's sweep, plus the largest size the issue asks about.
 pub const DEFAULT_SWEEP: &[(u32, u32)] = &[
     (512, 512),
@@ -135,9 +184,7 @@ impl BenchPlan {
         };
         if let Some(r) = &self.runs {
             check("timed runs", r.width, r.height, r.steps)?;
-            if r.count == 0 {
-                return Err(BenchError::Input("timed runs: --runs must be at least 1".into()));
-            }
+            check_count("timed runs", "--runs", r.count)?;
         }
         if let Some(s) = &self.sweep {
             if s.sizes.is_empty() {
@@ -149,17 +196,141 @@ impl BenchPlan {
         }
         if let Some(s) = &self.soak {
             check("soak", s.width, s.height, s.steps)?;
-            if s.count == 0 {
-                return Err(BenchError::Input("soak: --soak must be at least 1".into()));
-            }
+            check_count("soak", "--soak", s.count)?;
             if s.prompts.iter().all(|p| p.trim().is_empty()) {
                 return Err(BenchError::Input("soak: the prompt list is empty".into()));
             }
+        }
+        if self.warmup > MAX_WARMUP {
+            return Err(BenchError::Input(format!(
+                "--warmup {} is more than {MAX_WARMUP} warm-up generations per series",
+                self.warmup
+            )));
         }
         if self.runs.is_none() && self.sweep.is_none() && self.soak.is_none() {
             return Err(BenchError::Input("nothing to run".into()));
         }
         Ok(())
+    }
+
+    /// Every generation the plan submits, warm-ups included (an upper bound: a sweep size whose
+    /// warm-up fails is not measured again).
+    pub fn job_count(&self) -> usize {
+        let runs = self.runs.as_ref().map_or(0, |r| self.warmup + r.count);
+        let sweep = self
+            .sweep
+            .as_ref()
+            .map_or(0, |s| s.sizes.len() * (self.warmup + 1));
+        let soak = self.soak.as_ref().map_or(0, |s| self.warmup + s.count);
+        runs + sweep + soak
+    }
+}
+
+fn check_count(what: &str, flag: &str, count: usize) -> Result<(), BenchError> {
+    if count == 0 {
+        return Err(BenchError::Input(format!("{what}: {flag} must be at least 1")));
+    }
+    if count > MAX_IMAGES {
+        return Err(BenchError::Input(format!(
+            "{what}: {flag} {count} is more than {MAX_IMAGES} images"
+        )));
+    }
+    Ok(())
+}
+
+/// Seconds between soak images: a finite number from 0 to an hour.
+pub fn interval(seconds: f64) -> Result<Duration, BenchError> {
+    if !(seconds.is_finite() && (0.0..=MAX_INTERVAL_S).contains(&seconds)) {
+        return Err(BenchError::Input(format!(
+            "the interval must be a number of seconds from 0 to {MAX_INTERVAL_S:.0}, not {seconds}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// The knobs both faces expose (the CLI's flags, the Stress view's form), with the same
+/// defaults; `plan()` turns them into a checked `BenchPlan`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanSettings {
+    pub mode: Mode,
+    /// Timed runs: measured generations.
+    pub runs: usize,
+    /// Size of the timed runs and the soak.
+    pub size: (u32, u32),
+    pub steps: usize,
+    pub seed: u64,
+    /// Prompt of the timed runs and the sweep.
+    pub prompt: String,
+    pub sweep_sizes: Vec<(u32, u32)>,
+    pub soak_images: usize,
+    pub soak_prompts: Vec<String>,
+    /// Where the soak prompts came from, for the report.
+    pub prompt_source: String,
+    pub interval: Duration,
+    pub warmup: usize,
+    pub max_vram_bytes: Option<u64>,
+    pub inject_oom_sizes: Vec<(u32, u32)>,
+}
+
+impl Default for PlanSettings {
+    fn default() -> Self {
+        let soak_prompts = prompts::built_in();
+        let prompt_source = prompts::built_in_source(soak_prompts.len());
+        Self {
+            mode: Mode::All,
+            runs: DEFAULT_RUNS,
+            size: DEFAULT_SIZE,
+            steps: DEFAULT_STEPS,
+            seed: DEFAULT_SEED,
+            prompt: DEFAULT_PROMPT.into(),
+            sweep_sizes: DEFAULT_SWEEP.to_vec(),
+            soak_images: DEFAULT_SOAK_IMAGES,
+            soak_prompts,
+            prompt_source,
+            interval: Duration::ZERO,
+            warmup: DEFAULT_WARMUP,
+            max_vram_bytes: None,
+            inject_oom_sizes: Vec::new(),
+        }
+    }
+}
+
+impl PlanSettings {
+    /// The plan for `mode`; every mistake becomes a clear error here.
+    pub fn plan(&self) -> Result<BenchPlan, BenchError> {
+        let want = |section| self.mode.includes(section);
+        let (width, height) = self.size;
+        let plan = BenchPlan {
+            runs: want(Section::Runs).then(|| RunsPlan {
+                count: self.runs,
+                width,
+                height,
+                steps: self.steps,
+                seed: self.seed,
+                prompt: self.prompt.clone(),
+            }),
+            sweep: want(Section::Sweep).then(|| SweepPlan {
+                sizes: self.sweep_sizes.clone(),
+                steps: self.steps,
+                seed: self.seed,
+                prompt: self.prompt.clone(),
+            }),
+            soak: want(Section::Soak).then(|| SoakPlan {
+                count: self.soak_images,
+                width,
+                height,
+                steps: self.steps,
+                seed: self.seed,
+                prompts: self.soak_prompts.clone(),
+                prompt_source: self.prompt_source.clone(),
+                interval: self.interval,
+            }),
+            warmup: self.warmup,
+            max_vram_bytes: self.max_vram_bytes,
+            inject_oom_sizes: self.inject_oom_sizes.clone(),
+        };
+        plan.validate()?;
+        Ok(plan)
     }
 }
 
@@ -233,6 +404,50 @@ mod tests {
         assert_eq!(parse_size("512").unwrap(), (512, 512));
         assert!(parse_size("big").is_err());
         assert!(parse_size("10x").is_err());
+    }
+
+    #[test]
+    fn settings_default_to_the_cli_defaults_and_refuse_zero_or_huge_counts() {
+        let defaults = PlanSettings::default();
+        let plan = defaults.plan().unwrap();
+        assert_eq!(plan.runs.as_ref().unwrap().count, DEFAULT_RUNS);
+        assert_eq!(plan.soak.as_ref().unwrap().count, DEFAULT_SOAK_IMAGES);
+        assert_eq!(plan.sweep.as_ref().unwrap().sizes, DEFAULT_SWEEP);
+        assert_eq!(plan.job_count(), (1 + 5) + 6 * 2 + (1 + 50));
+        let soak_only = PlanSettings {
+            mode: Mode::Soak,
+            ..PlanSettings::default()
+        };
+        let plan = soak_only.plan().unwrap();
+        assert!(plan.runs.is_none() && plan.sweep.is_none() && plan.soak.is_some());
+        for (settings, needle) in [
+            (
+                PlanSettings {
+                    soak_images: 0,
+                    ..PlanSettings::default()
+                },
+                "at least 1",
+            ),
+            (
+                PlanSettings {
+                    runs: MAX_IMAGES + 1,
+                    ..PlanSettings::default()
+                },
+                "more than 10000",
+            ),
+            (
+                PlanSettings {
+                    warmup: 1_000_000,
+                    ..PlanSettings::default()
+                },
+                "warm-up",
+            ),
+        ] {
+            let err = settings.plan().unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+        assert!(interval(-1.0).is_err() && interval(f64::NAN).is_err() && interval(1e9).is_err());
+        assert_eq!(interval(0.5).unwrap(), Duration::from_millis(500));
     }
 
     #[test]

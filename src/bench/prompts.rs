@@ -52,6 +52,11 @@ pub fn built_in() -> Vec<String> {
     BUILT_IN.iter().map(|p| (*p).to_owned()).collect()
 }
 
+/// How the report names the built-in list.
+pub fn built_in_source(count: usize) -> String {
+    format!("built-in ({count} prompts, Chinese and English)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,6 +39,8 @@ pub trait Observer {
     fn stage(&mut self, _stage: Stage) {}
     fn step(&mut self, _step: usize, _total: usize) {}
     fn job_finished(&mut self, _section: Section, _record: &JobRecord) {}
+    /// The soak waits this long before its next image (`--interval`).
+    fn waiting(&mut self, _interval: Duration) {}
     fn log(&mut self, _message: &str) {}
     /// Polled between jobs; `true` ends the run early (the report keeps what was measured).
     fn stop_requested(&self) -> bool {
@@ -92,6 +94,12 @@ impl<'a> Runner<'a> {
                 _ => {}
             }
         }
+    }
+
+    /// Uses a model that is already loaded (the dashboard's), instead of loading one.
+    pub fn use_loaded(&mut self, info: ModelInfo, load_s: f64, low_vram: bool) {
+        self.estimator = Some(MemoryEstimator::for_model(&info, low_vram));
+        self.model = Some((info, load_s));
     }
 
     /// The shape-based peak estimate for a request, once a model is loaded.
@@ -211,7 +219,11 @@ impl<'a> Runner<'a> {
                 if i > 0 && !soak.interval.is_zero() {
                     self.pause(soak.interval);
                 }
-                jobs.push(self.job(Section::Soak, plan, request(i), i + 1, false)?);
+                let record = self.job(Section::Soak, plan, request(i), i + 1, false)?;
+                if self.stopped_mid_job(&record) {
+                    break;
+                }
+                jobs.push(record);
             }
             let stats = SoakStats::compute(&jobs);
             report.soak = Some(SoakSection {
@@ -230,6 +242,7 @@ impl<'a> Runner<'a> {
 
     /// Sleeps between soak images, waking early when a stop is requested.
     fn pause(&mut self, interval: Duration) {
+        self.observer.waiting(interval);
         let until = Instant::now() + interval;
         while Instant::now() < until && !self.observer.stop_requested() {
             std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
@@ -250,9 +263,22 @@ impl<'a> Runner<'a> {
                 break;
             }
             let record = self.job(section, plan, request, i + 1, warmup)?;
+            if self.stopped_mid_job(&record) {
+                break;
+            }
             out.push(record);
         }
         Ok(out)
+    }
+
+    /// A job cancelled because the run was asked to stop measured nothing: it is left out of the
+    /// report rather than counted as a failure.
+    fn stopped_mid_job(&self, record: &JobRecord) -> bool {
+        record.outcome
+            == Outcome::Failed {
+                failure: FailureKind::Cancelled,
+            }
+            && self.observer.stop_requested()
     }
 
     /// One job: refused when over budget, otherwise submitted and awaited.
@@ -428,7 +454,7 @@ mod tests {
                     });
                     self.submitted.push(job);
                 }
-                Command::Cancel(_) | Command::Shutdown => {}
+                Command::Cancel(_) | Command::Shutdown | Command::Stress(_) | Command::CancelStress => {}
             }
             Ok(())
         }

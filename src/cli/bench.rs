@@ -3,27 +3,20 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::bench::estimate::GIB;
 use crate::bench::{
-    self, markdown, prompts, BenchPlan, JobRecord, Observer, Report, Runner, RunsPlan, Section, SoakPlan,
-    SweepPlan, WorkerChannels,
+    self, markdown, prompts, BenchPlan, JobRecord, Observer, PlanSettings, Report, Runner, Section,
+    WorkerChannels,
 };
 use crate::model::loader::{LoadOptions, ModelSpec};
 use crate::model::{GenerationRequest, Stage};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Mode {
-    Runs,
-    Sweep,
-    Soak,
-    All,
-}
+pub use crate::bench::Mode;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -37,10 +30,10 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Timed runs: how many measured generations.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = bench::DEFAULT_RUNS)]
     pub runs: usize,
     /// Size of the timed runs and the soak, WIDTHxHEIGHT.
-    #[arg(long, default_value = "1024x1024")]
+    #[arg(long, default_value = bench::DEFAULT_SIZE_TEXT)]
     pub size: String,
     /// Denoising steps of every job.
     #[arg(long, default_value_t = bench::DEFAULT_STEPS)]
@@ -54,7 +47,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     pub sizes: Vec<String>,
     /// Soak: how many measured images.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = bench::DEFAULT_SOAK_IMAGES)]
     pub soak: usize,
     /// Soak prompts, one per line (default: a built-in Chinese and English list).
     #[arg(long)]
@@ -63,7 +56,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0.0)]
     pub interval: f64,
     /// Warm-up generations before each measured series (per size in the sweep); excluded.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = bench::DEFAULT_WARMUP)]
     pub warmup: usize,
     /// Refuse, before any compute, jobs whose estimated peak memory exceeds this many GiB.
     #[arg(long, value_name = "GiB")]
@@ -95,10 +88,9 @@ pub struct BenchArgs {
 impl BenchArgs {
     /// The plan these arguments describe; every user mistake becomes a clear error here.
     pub fn plan(&self) -> anyhow::Result<BenchPlan> {
-        let (width, height) = bench::parse_size(&self.size)?;
-        let want = |m: Mode| self.mode == m || self.mode == Mode::All;
-        let sizes = if self.sizes.is_empty() {
-            bench::DEFAULT_SWEEP.to_vec()
+        let defaults = PlanSettings::default();
+        let sweep_sizes = if self.sizes.is_empty() {
+            defaults.sweep_sizes
         } else {
             self.sizes
                 .iter()
@@ -107,15 +99,9 @@ impl BenchArgs {
         };
         let (soak_prompts, prompt_source) = match &self.prompts {
             Some(path) => (prompts::load_file(path)?, path.display().to_string()),
-            None => {
-                let list = prompts::built_in();
-                let source = format!("built-in ({} prompts, Chinese and English)", list.len());
-                (list, source)
-            }
+            None => (defaults.soak_prompts, defaults.prompt_source),
         };
-        if !(self.interval.is_finite() && self.interval >= 0.0) {
-            bail!("--interval must be a number of seconds ≥ 0");
-        }
+        let interval = bench::interval(self.interval).context("--interval")?;
         let max_vram_bytes = match self.max_vram {
             Some(gib) if !(gib.is_finite() && gib > 0.0) => {
                 bail!("--max-vram must be a positive number of GiB")
@@ -123,31 +109,18 @@ impl BenchArgs {
             Some(gib) => Some((gib * GIB as f64) as u64),
             None => None,
         };
-        let plan = BenchPlan {
-            runs: want(Mode::Runs).then(|| RunsPlan {
-                count: self.runs,
-                width,
-                height,
-                steps: self.steps,
-                seed: self.seed,
-                prompt: self.prompt.clone(),
-            }),
-            sweep: want(Mode::Sweep).then(|| SweepPlan {
-                sizes,
-                steps: self.steps,
-                seed: self.seed,
-                prompt: self.prompt.clone(),
-            }),
-            soak: want(Mode::Soak).then(|| SoakPlan {
-                count: self.soak,
-                width,
-                height,
-                steps: self.steps,
-                seed: self.seed,
-                prompts: soak_prompts,
-                prompt_source,
-                interval: Duration::from_secs_f64(self.interval),
-            }),
+        let settings = PlanSettings {
+            mode: self.mode,
+            runs: self.runs,
+            size: bench::parse_size(&self.size)?,
+            steps: self.steps,
+            seed: self.seed,
+            prompt: self.prompt.clone(),
+            sweep_sizes,
+            soak_images: self.soak,
+            soak_prompts,
+            prompt_source,
+            interval,
             warmup: self.warmup,
             max_vram_bytes,
             inject_oom_sizes: self
@@ -156,8 +129,7 @@ impl BenchArgs {
                 .map(|s| bench::parse_size(s))
                 .collect::<Result<Vec<_>, _>>()?,
         };
-        plan.validate()?;
-        Ok(plan)
+        Ok(settings.plan()?)
     }
 
     pub fn model_spec(&self) -> ModelSpec {

@@ -229,7 +229,7 @@ fn execute(args: &GenArgs, plan: Plan) -> ExitCode {
             Event::Done { output, .. } => break Ok(output),
             Event::Failed { kind, message, .. } => break Err((kind, message)),
             Event::Log { message } if !quiet => say(&bar, message),
-            Event::Log { .. } | Event::Started { .. } | Event::Preview { .. } => {}
+            Event::Log { .. } | Event::Started { .. } | Event::Preview { .. } | Event::Stress(_) => {}
         }
     };
     bar.finish_and_clear();

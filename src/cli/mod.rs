@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod fetch;
 pub mod gen;
+pub mod model_tasks;
 pub mod models;
 pub mod tui;
 mod tui_seams;

@@ -184,14 +184,6 @@ fn convert(entry: &Entry, dtype: &str) -> bool {
     true
 }
 
-fn params(count: u64) -> String {
-    match count {
-        c if c >= 1_000_000_000 => format!("{:.2}B", c as f64 / 1e9),
-        c if c >= 1_000_000 => format!("{:.1}M", c as f64 / 1e6),
-        c => format!("{c}"),
-    }
-}
-
 fn print_entries(entries: &[Entry]) {
     if entries.is_empty() {
         println!("no Z-Image-Turbo checkpoint found.");
@@ -220,11 +212,6 @@ fn print_entries(entries: &[Entry]) {
             }
         );
         for component in &entry.report.components {
-            let dtypes: Vec<String> = component
-                .dtypes
-                .iter()
-                .map(|(d, n)| format!("{d} {}", params(*n)))
-                .collect();
             let cache = component
                 .converted
                 .as_ref()
@@ -235,7 +222,7 @@ fn print_entries(entries: &[Entry]) {
                 component.name,
                 component.files,
                 human_bytes(component.bytes),
-                dtypes.join(", ")
+                component.dtype_summary()
             );
         }
         for problem in &entry.report.problems {

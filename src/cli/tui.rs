@@ -18,6 +18,7 @@ use ratatui_image::protocol::Protocol;
 use ratatui_image::{Image, Resize};
 use tokio::sync::mpsc::unbounded_channel;
 
+use crate::app::models::ModelsAction;
 use crate::app::state::{AppState, JobStatus, LogLevel, Mode, PreviewImage};
 use crate::app::{keymap, update, Action, Effect};
 use crate::config::ConfigArgs;
@@ -176,10 +177,13 @@ async fn dashboard(args: ConfigArgs) -> anyhow::Result<()> {
         state.notify(LogLevel::Warn, warning.clone());
     }
     load_initial_session(&mut state, setup.session_path.as_deref());
-    engine.send(Command::LoadModel {
+    state.models.picker.source = setup.config.model.download_source;
+    let load = Action::Models(ModelsAction::Load {
         spec: setup.config.model_spec(),
         options: setup.config.load_options(),
     });
+    let effects = update(&mut state, load);
+    run_effects(&mut state, effects, &engine);
 
     let mut session =
         TerminalSession::enter(TerminalOptions::default()).context("setting up the terminal")?;
@@ -211,6 +215,18 @@ async fn dashboard(args: ConfigArgs) -> anyhow::Result<()> {
         .filter(|j| matches!(j.status, JobStatus::Done { .. }))
         .count();
     println!("zimage-tui: {done} image(s) done this session");
+    for job in state.models.jobs.iter().filter(|j| j.is_running()) {
+        println!(
+            "{} {} stopped at quit{}",
+            job.tag(),
+            job.kind_label(),
+            match job.kind {
+                crate::app::models::ModelJobKind::Download { .. } =>
+                    "; partial files are kept: `zimage-tui fetch` (or f in the model picker) resumes",
+                crate::app::models::ModelJobKind::Verify { .. } => "",
+            }
+        );
+    }
     if let Some(path) = state
         .queue
         .iter()
@@ -323,6 +339,7 @@ fn run_effects(state: &mut AppState, effects: Vec<Effect>, engine: &Engine) {
                 let result = seams::load_session(&path, false).map_err(|e| format!("{e:#}"));
                 update(state, Action::SessionLoaded(result));
             }
+            Effect::Models(effect) => engine.models(effect),
         }
     }
 }

@@ -2,19 +2,27 @@
 //! the worker thread, the GPU sampler and session files. Each turns the other module's types
 //! into the app's `Action`s and back, so the loop itself stays small.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
+use super::model_tasks::{self, ModelTask};
 use super::tui::{parse_protocol, ProtocolChoice};
 use crate::app::keymap::Keymap;
+use crate::app::models::{ModelJobEvent, ModelJobId, ModelJobOutcome, ModelsAction, ModelsEffect};
 use crate::app::persist;
 use crate::app::state::{GpuReading, LogLevel, Settings};
 use crate::app::{Action, AppState, LoadedSession};
 use crate::config::{Config, ConfigArgs, ConfigSources, ImageProtocol};
+use crate::fetch::job::SharedEnv;
+use crate::fetch::RetryPolicy;
 use crate::gpu::{GpuSample, MemorySource, Sampler};
+use crate::model::loader::{ModelSpec, SearchPaths};
 use crate::session::Session;
 use crate::theme::Theme;
 use crate::ui::Palette;
@@ -125,10 +133,11 @@ pub fn init_logging(actions: UnboundedSender<Action>) -> Option<crate::logging::
     Some(guard)
 }
 
-/// The worker thread and the GPU sampler.
+/// The worker thread, the GPU sampler, and the model picker's background work.
 pub struct Engine {
     worker: Option<WorkerHandle>,
     sampler: Option<Sampler>,
+    models: ModelWork,
 }
 
 impl Engine {
@@ -140,6 +149,7 @@ impl Engine {
     ) -> anyhow::Result<Self> {
         let (events, mut inbox) = unbounded_channel();
         let worker = crate::worker::spawn(events).context("starting the worker thread")?;
+        let models = ModelWork::new(&setup.config, actions.clone(), start);
         tokio::spawn(async move {
             while let Some(event) = inbox.recv().await {
                 if actions
@@ -160,7 +170,13 @@ impl Engine {
         Ok(Self {
             worker: Some(worker),
             sampler,
+            models,
         })
+    }
+
+    /// Discovery and download/verify jobs: each on a thread of its own, never the worker's.
+    pub fn models(&self, effect: ModelsEffect) {
+        self.models.run(effect);
     }
 
     pub fn send(&self, command: Command) {
@@ -180,10 +196,114 @@ impl Engine {
 
     /// Cancels the running job and waits for the worker thread.
     pub fn shutdown(&mut self) {
+        self.models.shutdown();
         if let Some(worker) = self.worker.take() {
             worker.shutdown();
         }
         self.sampler = None;
+    }
+}
+
+/// Runs the picker's discovery and the model jobs off the UI thread; results come back as
+/// `Action::Models`, stamped with the time since start like worker events.
+struct ModelWork {
+    actions: UnboundedSender<Action>,
+    start: std::time::Instant,
+    /// `--model DIR` / `model.source` when it is a directory: listed first by discovery.
+    flag: Option<PathBuf>,
+    tasks: RefCell<HashMap<ModelJobId, ModelTask>>,
+}
+
+/// How long quitting waits for cancelled downloads to stop writing.
+const TASK_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl ModelWork {
+    fn new(config: &Config, actions: UnboundedSender<Action>, start: std::time::Instant) -> Self {
+        let flag = match config.model_spec() {
+            ModelSpec::Dir(dir) => Some(dir),
+            _ => None,
+        };
+        Self {
+            actions,
+            start,
+            flag,
+            tasks: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn run(&self, effect: ModelsEffect) {
+        match effect {
+            ModelsEffect::Discover { also } => {
+                let paths = SearchPaths::from_env(self.flag.clone());
+                let actions = self.actions.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("model-discovery".into())
+                    .spawn(move || {
+                        let env = &crate::fetch::env::process_env;
+                        let found = model_tasks::discover(&paths, env, &also);
+                        let _ = actions.send(Action::Models(ModelsAction::Found(found)));
+                    });
+                if let Err(err) = spawned {
+                    tracing::error!("cannot start model discovery: {err}");
+                    let _ = self
+                        .actions
+                        .send(Action::Models(ModelsAction::Found(Default::default())));
+                }
+            }
+            ModelsEffect::Start(request) => {
+                let (actions, start, id) = (self.actions.clone(), self.start, request.id);
+                let sink = move |event: ModelJobEvent| {
+                    if let ModelJobEvent::Finished(outcome) = &event {
+                        tracing::info!("model job {id} finished: {outcome:?}");
+                    }
+                    let _ = actions.send(Action::Models(ModelsAction::Job {
+                        id,
+                        event,
+                        at: start.elapsed(),
+                    }));
+                };
+                tracing::info!("model job {id} started: {:?}", request.kind);
+                let env: SharedEnv = Arc::new(crate::fetch::env::process_env);
+                match model_tasks::start(&request, env, RetryPolicy::default(), sink) {
+                    Ok(task) => {
+                        let mut tasks = self.tasks.borrow_mut();
+                        tasks.retain(|_, t| !t.is_finished());
+                        tasks.insert(id, task);
+                    }
+                    Err(err) => {
+                        let _ = self.actions.send(Action::Models(ModelsAction::Job {
+                            id,
+                            event: ModelJobEvent::Finished(ModelJobOutcome::Failed(format!(
+                                "cannot start a thread: {err}"
+                            ))),
+                            at: self.start.elapsed(),
+                        }));
+                    }
+                }
+            }
+            ModelsEffect::Cancel(id) => {
+                tracing::info!("model job {id}: cancel asked");
+                if let Some(task) = self.tasks.borrow().get(&id) {
+                    task.cancel();
+                }
+            }
+        }
+    }
+
+    /// Cancels running jobs (partial downloads are kept for the next run) and waits a little
+    /// for them to stop.
+    fn shutdown(&self) {
+        let tasks: Vec<ModelTask> = self.tasks.borrow_mut().drain().map(|(_, t)| t).collect();
+        tasks.iter().for_each(ModelTask::cancel);
+        let deadline = std::time::Instant::now() + TASK_STOP_WAIT;
+        for task in tasks {
+            while !task.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            if task.is_finished() {
+                task.join();
+            }
+        }
     }
 }
 

@@ -39,6 +39,26 @@ pub struct ComponentReport {
     pub converted: Option<String>,
 }
 
+impl ComponentReport {
+    /// Parameters per dtype, e.g. "F32 6.15B, BF16 1.2M".
+    pub fn dtype_summary(&self) -> String {
+        self.dtypes
+            .iter()
+            .map(|(dtype, count)| format!("{dtype} {}", format_params(*count)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A parameter count the way model cards write it: "6.15B", "83.8M".
+pub fn format_params(count: u64) -> String {
+    match count {
+        c if c >= 1_000_000_000 => format!("{:.2}B", c as f64 / 1e9),
+        c if c >= 1_000_000 => format!("{:.1}M", c as f64 / 1e6),
+        c => format!("{c}"),
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckpointReport {
     pub dir: PathBuf,
@@ -297,13 +317,13 @@ pub type VerifyProgress<'a> = &'a mut dyn FnMut(&str, u64, u64);
 
 /// Checks every file against what was recorded for it, stopping at the first bad one.
 pub fn verify_dir(dir: &Path, on: VerifyProgress) -> Result<VerifyOutcome> {
-    let (basis, expected) = match Manifest::read(dir)? {
-        Some(manifest) => (VerifyBasis::Manifest, manifest.listing.files),
-        None => match hf_blob_expectations(dir) {
-            Some(files) if !files.is_empty() => (VerifyBasis::HfBlobNames, files),
-            _ => (VerifyBasis::StructureOnly, Vec::new()),
-        },
-    };
+    verify_dir_until(dir, on, &|| false)
+}
+
+/// `verify_dir` that ends with `FetchError::Cancelled` as soon as `stop` says so (the dashboard's
+/// cancel key); checked between files and after every chunk read.
+pub fn verify_dir_until(dir: &Path, on: VerifyProgress, stop: &dyn Fn() -> bool) -> Result<VerifyOutcome> {
+    let (basis, expected) = verify_plan(dir)?;
     let mut outcome = VerifyOutcome {
         basis,
         checked: 0,
@@ -318,9 +338,12 @@ pub fn verify_dir(dir: &Path, on: VerifyProgress) -> Result<VerifyOutcome> {
         return Ok(outcome);
     }
     for file in &expected {
+        if stop() {
+            return Err(FetchError::Cancelled);
+        }
         let path = repo_path(dir, &file.path);
         let result =
-            super::verify::check_file_reporting(&path, file, &mut |done| on(&file.path, done, file.size));
+            super::verify::check_file_until(&path, file, &mut |done| on(&file.path, done, file.size), stop);
         match result {
             Ok(()) => {
                 outcome.checked += 1;
@@ -342,6 +365,18 @@ pub fn verify_dir(dir: &Path, on: VerifyProgress) -> Result<VerifyOutcome> {
         outcome.first_bad = inspect_dir(dir).problems.into_iter().next();
     }
     Ok(outcome)
+}
+
+/// What `verify_dir` will check: the recorded files (sizes, hashes) and where they came from;
+/// no files for `StructureOnly`.
+pub fn verify_plan(dir: &Path) -> Result<(VerifyBasis, Vec<RemoteFile>)> {
+    Ok(match Manifest::read(dir)? {
+        Some(manifest) => (VerifyBasis::Manifest, manifest.listing.files),
+        None => match hf_blob_expectations(dir) {
+            Some(files) if !files.is_empty() => (VerifyBasis::HfBlobNames, files),
+            _ => (VerifyBasis::StructureOnly, Vec::new()),
+        },
+    })
 }
 
 /// In a HF snapshot, every file is a symlink to `blobs/<sha256>` (LFS) or `blobs/<git blob id>`.

@@ -54,6 +54,18 @@ impl ContentHasher {
         len: u64,
         on_bytes: &mut dyn FnMut(u64),
     ) -> Result<()> {
+        self.update_from_file_until(path, len, on_bytes, &|| false)
+    }
+
+    /// Like `update_from_file_reporting`, ending with `FetchError::Cancelled` as soon as `stop`
+    /// says so (checked before each chunk).
+    pub fn update_from_file_until(
+        &mut self,
+        path: &Path,
+        len: u64,
+        on_bytes: &mut dyn FnMut(u64),
+        stop: &dyn Fn() -> bool,
+    ) -> Result<()> {
         if matches!(self, Self::SizeOnly) {
             on_bytes(len);
             return Ok(());
@@ -63,6 +75,9 @@ impl ContentHasher {
         let mut buffer = vec![0u8; 1 << 20];
         let mut done = 0u64;
         loop {
+            if stop() {
+                return Err(FetchError::Cancelled);
+            }
             let n = reader.read(&mut buffer).map_err(|e| FetchError::io(path, e))?;
             if n == 0 {
                 return Ok(());
@@ -99,6 +114,16 @@ pub fn check_file(path: &Path, file: &RemoteFile) -> Result<()> {
 
 /// `check_file`, telling `on_bytes` how many bytes of this file were hashed so far.
 pub fn check_file_reporting(path: &Path, file: &RemoteFile, on_bytes: &mut dyn FnMut(u64)) -> Result<()> {
+    check_file_until(path, file, on_bytes, &|| false)
+}
+
+/// `check_file_reporting` that stops with `FetchError::Cancelled` when `stop` says so.
+pub fn check_file_until(
+    path: &Path,
+    file: &RemoteFile,
+    on_bytes: &mut dyn FnMut(u64),
+    stop: &dyn Fn() -> bool,
+) -> Result<()> {
     let size = std::fs::metadata(path)
         .map_err(|e| FetchError::io(path, e))?
         .len();
@@ -112,7 +137,7 @@ pub fn check_file_reporting(path: &Path, file: &RemoteFile, on_bytes: &mut dyn F
     }
     let mut hasher = ContentHasher::for_file(file);
     let what = hasher.kind();
-    hasher.update_from_file_reporting(path, size, on_bytes)?;
+    hasher.update_from_file_until(path, size, on_bytes, stop)?;
     match hasher.mismatch(file) {
         Some((expected, actual)) => Err(FetchError::Mismatch {
             path: file.path.clone(),

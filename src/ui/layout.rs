@@ -21,12 +21,16 @@ pub struct PaneAreas {
     pub footer: Rect,
 }
 
-pub fn split(area: Rect) -> Option<PaneAreas> {
+/// Header line, body, two footer lines; `None` below the minimum size.
+pub fn frame_parts(area: Rect) -> Option<[Rect; 3]> {
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         return None;
     }
-    let [header, body, footer] =
-        Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(2)]).areas(area);
+    Some(Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(2)]).areas(area))
+}
+
+pub fn split(area: Rect) -> Option<PaneAreas> {
+    let [header, body, footer] = frame_parts(area)?;
     if area.width >= WIDE {
         let [left, middle, right] = Layout::horizontal([
             Constraint::Percentage(32),

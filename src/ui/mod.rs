@@ -7,10 +7,12 @@ pub mod gpu;
 pub mod help;
 pub mod layout;
 pub mod log;
+pub mod models;
 pub mod preview;
 pub mod progress;
 pub mod queue;
 pub mod status;
+pub mod stress;
 pub mod theme;
 
 use ratatui::layout::{Alignment, Rect};
@@ -32,6 +34,9 @@ pub struct Drawn {
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame, state: &AppState, palette: &Palette) -> Drawn {
     let area = frame.area();
+    if state.stress.open {
+        return draw_stress_view(frame, area, state, palette);
+    }
     let Some(areas) = layout::split(area) else {
         too_small(frame, area, palette);
         return Drawn::default();
@@ -47,15 +52,33 @@ pub fn draw(frame: &mut Frame, state: &AppState, palette: &Palette) -> Drawn {
     match state.mode {
         Mode::Help => help::draw(frame, area, &state.keymap, palette),
         Mode::ConfirmQuit => status::draw_confirm_quit(frame, area, state, palette),
+        Mode::Models => models::draw(frame, area, state, palette),
         _ => {}
     }
     Drawn {
-        preview_image: if state.mode == Mode::Help {
+        preview_image: if matches!(state.mode, Mode::Help | Mode::Models) {
             None
         } else {
             preview_image
         },
     }
+}
+
+/// The Stress view covers the panes; header, footer and overlays stay.
+fn draw_stress_view(frame: &mut Frame, area: Rect, state: &AppState, palette: &Palette) -> Drawn {
+    let Some([header, body, footer]) = layout::frame_parts(area) else {
+        too_small(frame, area, palette);
+        return Drawn::default();
+    };
+    status::draw_header(frame, header, state, palette);
+    stress::draw(frame, body, state, palette);
+    status::draw_footer(frame, footer, state, palette);
+    match state.mode {
+        Mode::Help => help::draw(frame, area, &state.keymap, palette),
+        Mode::ConfirmQuit => status::draw_confirm_quit(frame, area, state, palette),
+        _ => {}
+    }
+    Drawn::default()
 }
 
 /// A bordered block for a pane; the focused pane's border stands out.

@@ -25,7 +25,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, palette: &Palette) 
                 ),
                 Line::from(message.clone()),
                 Line::styled(
-                    "Jobs stay queued; fix the model and restart. S saves the session.",
+                    "No model is loaded; jobs stay queued. m opens the model picker.",
                     Style::default().fg(palette.dim),
                 ),
             ];

@@ -7,7 +7,8 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
 use super::format::{one_line, secs, truncate};
-use super::{pane_block, Palette};
+use super::{models, pane_block, Palette};
+use crate::app::models::{ModelJob, ModelJobStatus};
 use crate::app::state::{AppState, JobStatus, Pane, QueueEntry};
 use crate::worker::FailureKind;
 
@@ -38,11 +39,21 @@ fn status_style(status: &JobStatus, palette: &Palette) -> Style {
     }
 }
 
+fn model_job_style(job: &ModelJob, palette: &Palette) -> Style {
+    match job.status {
+        ModelJobStatus::Running => Style::default().fg(palette.accent).add_modifier(Modifier::BOLD),
+        ModelJobStatus::Done => Style::default().fg(palette.ok),
+        ModelJobStatus::Failed { .. } => Style::default().fg(palette.error),
+        ModelJobStatus::Cancelled => Style::default().fg(palette.warn),
+    }
+}
+
 pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, palette: &Palette) {
     let block = pane_block(state, Pane::Queue, palette);
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    if state.queue.is_empty() {
+    let model_jobs = &state.models.jobs;
+    if state.queue.is_empty() && model_jobs.is_empty() {
         let text = vec![
             Line::from("No jobs yet."),
             Line::styled("i types a prompt, a queues it.", Style::default().fg(palette.dim)),
@@ -68,6 +79,21 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, palette: &Palette) 
         cells.push(Cell::from(one_line(&entry.prompt)));
         Row::new(cells)
     });
+    // Downloads and verifications share the queue, after the image jobs.
+    let model_rows = model_jobs.iter().map(|job| {
+        let status = models::job_status_text(job, status_width as usize);
+        let mut cells = vec![
+            Cell::from(format!("{:>3}", job.tag())),
+            Cell::from(truncate(&status, status_width as usize)).style(model_job_style(job, palette)),
+        ];
+        if wide {
+            cells.push(Cell::from(job.kind_label()));
+            cells.push(Cell::from(""));
+        }
+        cells.push(Cell::from(models::job_row_text(job, state.now)));
+        Row::new(cells)
+    });
+    let rows = rows.chain(model_rows);
     let mut widths = vec![Constraint::Length(3), Constraint::Length(status_width)];
     if wide {
         widths.push(Constraint::Length(9));
@@ -82,11 +108,16 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, palette: &Palette) 
     let table = Table::new(rows, widths)
         .column_spacing(1)
         .row_highlight_style(selected_style);
-    let mut table_state =
-        TableState::default().with_selected(Some(state.selected.min(state.queue.len() - 1)));
+    let total = state.queue.len() + model_jobs.len();
+    let mut table_state = TableState::default().with_selected(Some(state.selected.min(total - 1)));
     frame.render_stateful_widget(table, list, &mut table_state);
     if details_height > 0 {
-        if let Some(entry) = state.selected_entry() {
+        if let Some(job) = crate::app::models::selected_job(state) {
+            frame.render_widget(
+                Paragraph::new(models::job_details(job, palette, details_area.width as usize)),
+                details_area,
+            );
+        } else if let Some(entry) = state.selected_entry() {
             frame.render_widget(
                 Paragraph::new(details(entry, palette, details_area.width as usize)),
                 details_area,

@@ -26,9 +26,10 @@ pub fn draw_header(frame: &mut Frame, area: Rect, state: &AppState, palette: &Pa
             };
             Span::styled(format!("{} · {} {}", info.label, info.device, info.dtype), style)
         }
-        ModelStatus::Failed { .. } => {
-            Span::styled("model failed to load", Style::default().fg(palette.error))
-        }
+        ModelStatus::Failed { .. } => Span::styled(
+            "no model loaded (m picks one)",
+            Style::default().fg(palette.error),
+        ),
     };
     let queued = state
         .queue
@@ -49,9 +50,24 @@ pub fn draw_header(frame: &mut Frame, area: Rect, state: &AppState, palette: &Pa
                 .add_modifier(Modifier::BOLD),
         ),
         Span::raw(" "),
+    ];
+    // First, so that a narrow header still shows it.
+    if let Some(note) = super::stress::header_note(state) {
+        spans.push(Span::styled(
+            format!("{note} │ "),
+            Style::default().fg(palette.accent).add_modifier(Modifier::BOLD),
+        ));
+    }
+    spans.extend([
         model,
         Span::styled(format!(" │ {queued} queued, {done} done"), dim),
-    ];
+    ]);
+    if let Some(note) = super::models::header_note(state) {
+        spans.push(Span::styled(
+            format!(" │ {note}"),
+            Style::default().fg(palette.accent),
+        ));
+    }
     if state.paused {
         spans.push(Span::styled(
             " │ PAUSED",
@@ -126,9 +142,18 @@ fn hint_line(state: &AppState, width: usize, palette: &Palette) -> Line<'static>
 }
 
 pub fn draw_confirm_quit(frame: &mut Frame, screen: Rect, state: &AppState, palette: &Palette) {
-    let job = state
-        .running_job()
-        .map_or(String::new(), |id| format!("Job #{id} is running.\n"));
+    let job = match state.running_job() {
+        Some(id) => format!("Job #{id} is running.\n"),
+        None if state.stress.active() => "A stress run is going.\n".into(),
+        _ => match crate::app::models::running_jobs(state).next() {
+            Some(job) => format!(
+                "{} {} is running (a download keeps its partial files).\n",
+                job.tag(),
+                job.kind_label()
+            ),
+            None => String::new(),
+        },
+    };
     let options: Vec<String> = state
         .keymap
         .bindings()

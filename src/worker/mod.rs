@@ -12,6 +12,7 @@
 
 mod engine;
 mod run;
+mod stress;
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::bench::stress::{StressEvent, StressRequest};
 use crate::model::loader::{LoadOptions, ModelSpec};
 use crate::model::pipeline::ModelInfo;
 use crate::model::{GenerationRequest, RgbImage, Stage, StageTimings};
@@ -59,9 +61,17 @@ impl Job {
 
 #[derive(Debug)]
 pub enum Command {
-    LoadModel { spec: ModelSpec, options: LoadOptions },
+    LoadModel {
+        spec: ModelSpec,
+        options: LoadOptions,
+    },
     Submit(Job),
     Cancel(JobId),
+    /// Run a bench plan (the Stress view) on the loaded model: the same runner as
+    /// `zimage-tui bench`; progress comes back as `Event::Stress`. Work sent meanwhile waits.
+    Stress(Box<StressRequest>),
+    /// Stop the stress run: the running job is cancelled, the report keeps what was measured.
+    CancelStress,
     Shutdown,
 }
 
@@ -147,6 +157,8 @@ pub enum Event {
     Log {
         message: String,
     },
+    /// Progress of a stress run (`Command::Stress`).
+    Stress(StressEvent),
 }
 
 /// How to build a worker: what loads models, and where peak VRAM comes from.
@@ -206,6 +218,11 @@ impl WorkerHandle {
     /// Removes a queued job, or stops the running one at its next step (or before decode).
     pub fn cancel(&self, job: JobId) -> bool {
         self.send(Command::Cancel(job))
+    }
+
+    /// Starts a bench run on the loaded model (after the work queued before it).
+    pub fn stress(&self, request: StressRequest) -> bool {
+        self.send(Command::Stress(Box::new(request)))
     }
 
     /// Stops the worker after cancelling the running job, and waits for it.

@@ -3,6 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::{
     Command, Engine, EngineLoader, Event, FailureKind, Job, JobId, JobOutput, VramProbe, WorkerConfig,
 };
+use crate::bench::stress::{StressEvent, StressRequest};
 use crate::model::loader::{LoadOptions, LoadProgress, ModelSpec};
 use crate::model::preview::LatentProjection;
 use crate::model::weights::ProgressFn;
@@ -26,25 +28,34 @@ const LOADING_EVENT_INTERVAL: Duration = Duration::from_millis(50);
 enum Work {
     Load { spec: ModelSpec, options: LoadOptions },
     Job(Job),
+    Stress(Box<StressRequest>),
 }
 
-/// Everything commands can change; shared with the observer of the running job.
-struct Inbox {
+/// Everything commands can change; shared with the observer of the running job (and, during a
+/// stress run, with the runner's observer).
+pub(super) struct Inbox {
     commands: mpsc::Receiver<Command>,
     queue: VecDeque<Work>,
     running: Option<JobId>,
     cancel_running: bool,
-    shutdown: bool,
+    /// A stress run is in progress (its jobs are the running ones).
+    pub(super) stress_active: bool,
+    /// `CancelStress` arrived: the runner stops before its next job.
+    pub(super) stop_stress: bool,
+    pub(super) shutdown: bool,
 }
 
 pub(super) struct Worker {
     loader: Box<dyn EngineLoader>,
     vram: Option<Box<dyn VramProbe>>,
-    inbox: RefCell<Inbox>,
-    events: UnboundedSender<Event>,
-    engine: Option<Box<dyn Engine>>,
+    pub(super) inbox: Rc<RefCell<Inbox>>,
+    /// Where events go: the caller's channel, or a stress run's capture channel while it runs.
+    pub(super) events: UnboundedSender<Event>,
+    pub(super) engine: Option<Box<dyn Engine>>,
+    /// How the loaded model was loaded and how long it took (a stress run's report header).
+    pub(super) loaded_with: Option<(LoadOptions, f64)>,
     /// Why no model is loaded (the last load failure), for jobs that arrive anyway.
-    no_engine_reason: String,
+    pub(super) no_engine_reason: String,
     projection: LatentProjection,
 }
 
@@ -57,15 +68,18 @@ impl Worker {
         Self {
             loader: config.loader,
             vram: config.vram,
-            inbox: RefCell::new(Inbox {
+            inbox: Rc::new(RefCell::new(Inbox {
                 commands,
                 queue: VecDeque::new(),
                 running: None,
                 cancel_running: false,
+                stress_active: false,
+                stop_stress: false,
                 shutdown: false,
-            }),
+            })),
             events,
             engine: None,
+            loaded_with: None,
             no_engine_reason: "no model loaded yet".into(),
             projection: LatentProjection::default(),
         }
@@ -91,12 +105,13 @@ impl Worker {
             match next {
                 Some(Work::Load { spec, options }) => self.load(&spec, &options),
                 Some(Work::Job(job)) => self.run_job(job),
+                Some(Work::Stress(request)) => self.run_stress(*request),
                 None => {}
             }
         }
     }
 
-    fn emit(&self, event: Event) {
+    pub(super) fn emit(&self, event: Event) {
         if self.events.send(event).is_err() {
             // Nobody listens any more: stop after the current work.
             let mut inbox = self.inbox.borrow_mut();
@@ -108,6 +123,7 @@ impl Worker {
     fn load(&mut self, spec: &ModelSpec, options: &LoadOptions) {
         // Free the old model first: two full models rarely fit in memory together.
         self.engine = None;
+        self.loaded_with = None;
         let started = Instant::now();
         let progress = loading_events(self.events.clone());
         let result = catch_unwind(AssertUnwindSafe(|| self.loader.load(spec, options, progress)));
@@ -115,10 +131,9 @@ impl Worker {
             Ok(Ok(engine)) => {
                 let info = engine.info().clone();
                 self.engine = Some(engine);
-                self.emit(Event::Loaded {
-                    info,
-                    secs: started.elapsed().as_secs_f64(),
-                });
+                let secs = started.elapsed().as_secs_f64();
+                self.loaded_with = Some((options.clone(), secs));
+                self.emit(Event::Loaded { info, secs });
             }
             Ok(Err(err)) => {
                 self.no_engine_reason = format!("the model failed to load: {err}");
@@ -134,7 +149,7 @@ impl Worker {
         }
     }
 
-    fn run_job(&mut self, job: Job) {
+    pub(super) fn run_job(&mut self, job: Job) {
         {
             let mut inbox = self.inbox.borrow_mut();
             inbox.running = Some(job.id);
@@ -236,6 +251,21 @@ impl Worker {
 fn apply(inbox: &mut Inbox, command: Command, events: &UnboundedSender<Event>) {
     match command {
         Command::Submit(job) => inbox.queue.push_back(Work::Job(job)),
+        Command::Stress(request) => inbox.queue.push_back(Work::Stress(request)),
+        Command::CancelStress if inbox.stress_active => {
+            inbox.stop_stress = true;
+            inbox.cancel_running = inbox.running.is_some();
+        }
+        Command::CancelStress => {
+            // Not started yet: drop it from the queue.
+            let before = inbox.queue.len();
+            inbox.queue.retain(|work| !matches!(work, Work::Stress(_)));
+            if inbox.queue.len() < before {
+                let _ = events.send(Event::Stress(StressEvent::Failed {
+                    message: "cancelled before it started".into(),
+                }));
+            }
+        }
         Command::LoadModel { spec, options } => inbox.queue.push_back(Work::Load { spec, options }),
         Command::Cancel(id) if inbox.running == Some(id) => inbox.cancel_running = true,
         Command::Cancel(id) => {
@@ -258,7 +288,7 @@ fn apply(inbox: &mut Inbox, command: Command, events: &UnboundedSender<Event>) {
     }
 }
 
-fn drain(inbox: &mut Inbox, events: &UnboundedSender<Event>) {
+pub(super) fn drain(inbox: &mut Inbox, events: &UnboundedSender<Event>) {
     loop {
         match inbox.commands.try_recv() {
             Ok(command) => apply(inbox, command, events),
