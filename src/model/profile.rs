@@ -72,7 +72,7 @@ fn device_memory_used(device: &Device) -> Option<u64> {
 pub fn take() -> Vec<(&'static str, ClassTime)> {
     let mut table = TABLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut rows: Vec<_> = std::mem::take(&mut *table).into_iter().collect();
-    rows.sort_by(|a, b| b.1.total.cmp(&a.1.total));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.1.total));
     rows
 }
 

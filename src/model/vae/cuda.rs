@@ -372,7 +372,6 @@ impl CustomOp1 for GroupMoments {
             .arg(&blocks_i)
             .arg(&count);
         unsafe { b.launch(elementwise_config((n * groups) as u64)) }.w()?;
-        drop((mean, var));
         Ok((
             CudaStorage::wrap_cuda_slice(out, dev),
             Shape::from_dims(&[2, n, groups]),
