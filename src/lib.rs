@@ -18,5 +18,8 @@ pub mod theme;
 pub mod ui;
 pub mod worker;
 
+#[cfg(test)]
+mod test_fixtures;
+
 /// The version written into PNG metadata, reports and sessions.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

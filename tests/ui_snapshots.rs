@@ -62,6 +62,30 @@ fn intent(state: &mut AppState, intent: Intent) {
     act(state, Action::Intent(intent));
 }
 
+fn loaded(state: &mut AppState, secs: f64, at_ms: u64) {
+    let info = demo_info();
+    worker(state, Event::Loaded { info, secs }, at_ms);
+}
+
+fn load_failed(state: &mut AppState, message: &str, at_ms: u64) {
+    let message = message.into();
+    worker(state, Event::LoadFailed { message }, at_ms);
+}
+
+fn stage(state: &mut AppState, job: u64, stage: Stage, at_ms: u64) {
+    worker(state, Event::Stage { job, stage }, at_ms);
+}
+
+fn done(state: &mut AppState, job: u64, output: JobOutput, at_ms: u64) {
+    let output = Box::new(output);
+    worker(state, Event::Done { job, output }, at_ms);
+}
+
+fn failed(state: &mut AppState, job: u64, kind: FailureKind, message: &str, at_ms: u64) {
+    let message = message.into();
+    worker(state, Event::Failed { job, kind, message }, at_ms);
+}
+
 fn type_text(state: &mut AppState, text: &str) {
     for c in text.chars() {
         let key = if c == '\n' {
@@ -116,6 +140,18 @@ fn timings() -> StageTimings {
     }
 }
 
+/// A finished job's output: the fixed `timings()`, saved instantly, no warnings.
+fn output(path: &str, image: RgbImage, peak_vram_bytes: Option<u64>) -> JobOutput {
+    JobOutput {
+        path: Some(PathBuf::from(path)),
+        image,
+        timings: timings(),
+        save: Duration::ZERO,
+        peak_vram_bytes,
+        warnings: vec![],
+    }
+}
+
 fn fresh() -> AppState {
     AppState::new(settings(), 1234)
 }
@@ -134,14 +170,7 @@ fn busy() -> AppState {
         },
         100,
     );
-    worker(
-        &mut s,
-        Event::Loaded {
-            info: demo_info(),
-            secs: 1.25,
-        },
-        1250,
-    );
+    loaded(&mut s, 1.25, 1250);
     queue(&mut s, "a red fox in fresh snow, morning light");
     queue(&mut s, "一只猫坐在窗台上，晚霞，水彩");
     queue(&mut s, "cancelled one");
@@ -150,86 +179,27 @@ fn busy() -> AppState {
     queue(&mut s, "queued: mountains at dusk");
     // job 1 runs and finishes
     worker(&mut s, Event::Started { job: 1 }, 2000);
-    worker(
-        &mut s,
-        Event::Stage {
-            job: 1,
-            stage: Stage::Encode,
-        },
-        2000,
-    );
-    worker(
-        &mut s,
-        Event::Stage {
-            job: 1,
-            stage: Stage::Denoise,
-        },
-        2120,
-    );
-    worker(
-        &mut s,
-        Event::Stage {
-            job: 1,
-            stage: Stage::Decode,
-        },
-        4120,
-    );
-    let output = JobOutput {
-        path: Some(PathBuf::from("out/snap-001-42.png")),
-        image: gradient(64, 64),
-        timings: timings(),
-        save: std::time::Duration::ZERO,
-        peak_vram_bytes: None,
-        warnings: vec![],
-    };
-    worker(
-        &mut s,
-        Event::Done {
-            job: 1,
-            output: Box::new(output),
-        },
-        4600,
-    );
+    stage(&mut s, 1, Stage::Encode, 2000);
+    stage(&mut s, 1, Stage::Denoise, 2120);
+    stage(&mut s, 1, Stage::Decode, 4120);
+    let image = gradient(64, 64);
+    done(&mut s, 1, output("out/snap-001-42.png", image, None), 4600);
     // job 2 fails
     worker(&mut s, Event::Started { job: 2 }, 4700);
-    worker(
+    failed(
         &mut s,
-        Event::Failed {
-            job: 2,
-            kind: FailureKind::OutOfMemory,
-            message: "out of memory: CUDA_ERROR_OUT_OF_MEMORY".into(),
-        },
+        2,
+        FailureKind::OutOfMemory,
+        "out of memory: CUDA_ERROR_OUT_OF_MEMORY",
         4800,
     );
     // job 3 cancelled while running
     worker(&mut s, Event::Started { job: 3 }, 4900);
-    worker(
-        &mut s,
-        Event::Failed {
-            job: 3,
-            kind: FailureKind::Cancelled,
-            message: "cancelled".into(),
-        },
-        5000,
-    );
+    failed(&mut s, 3, FailureKind::Cancelled, "cancelled", 5000);
     // job 4 running, step 3 of 8
     worker(&mut s, Event::Started { job: 4 }, 5100);
-    worker(
-        &mut s,
-        Event::Stage {
-            job: 4,
-            stage: Stage::Encode,
-        },
-        5100,
-    );
-    worker(
-        &mut s,
-        Event::Stage {
-            job: 4,
-            stage: Stage::Denoise,
-        },
-        5220,
-    );
+    stage(&mut s, 4, Stage::Encode, 5100);
+    stage(&mut s, 4, Stage::Denoise, 5220);
     for step in 1..=3 {
         worker(
             &mut s,
@@ -273,38 +243,15 @@ fn busy() -> AppState {
 /// Idle after a finished job, on a machine without NVML.
 fn finished_no_gpu() -> AppState {
     let mut s = fresh();
-    worker(
-        &mut s,
-        Event::Loaded {
-            info: demo_info(),
-            secs: 0.5,
-        },
-        500,
-    );
+    loaded(&mut s, 0.5, 500);
     queue(&mut s, "a red fox in fresh snow");
     worker(&mut s, Event::Started { job: 1 }, 600);
-    worker(
+    stage(&mut s, 1, Stage::Decode, 2600);
+    let image = gradient(48, 32);
+    done(
         &mut s,
-        Event::Stage {
-            job: 1,
-            stage: Stage::Decode,
-        },
-        2600,
-    );
-    let output = JobOutput {
-        path: Some(PathBuf::from("out/snap-001-7.png")),
-        image: gradient(48, 32),
-        timings: timings(),
-        save: std::time::Duration::ZERO,
-        peak_vram_bytes: Some(512 << 20),
-        warnings: vec![],
-    };
-    worker(
-        &mut s,
-        Event::Done {
-            job: 1,
-            output: Box::new(output),
-        },
+        1,
+        output("out/snap-001-7.png", image, Some(512 << 20)),
         3100,
     );
     for i in 0..30u64 {
@@ -375,6 +322,20 @@ fn models(state: &mut AppState, action: ModelsAction) {
     act(state, Action::Models(action));
 }
 
+fn job_event(state: &mut AppState, id: u64, event: ModelJobEvent, at_ms: u64) {
+    let at = ms(at_ms);
+    models(state, ModelsAction::Job { id, event, at });
+}
+
+fn file_started(state: &mut AppState, id: u64, path: &str, size: u64, at_ms: u64) {
+    let path = path.into();
+    job_event(state, id, ModelJobEvent::FileStarted { path, size }, at_ms);
+}
+
+fn file_progress(state: &mut AppState, id: u64, done: u64, at_ms: u64) {
+    job_event(state, id, ModelJobEvent::FileProgress { done }, at_ms);
+}
+
 /// The picker open over an idle dashboard on the demo model, the HF checkpoint selected.
 fn picker() -> AppState {
     let mut s = fresh();
@@ -385,14 +346,7 @@ fn picker() -> AppState {
             options: LoadOptions::default(),
         },
     );
-    worker(
-        &mut s,
-        Event::Loaded {
-            info: demo_info(),
-            secs: 0.5,
-        },
-        500,
-    );
+    loaded(&mut s, 0.5, 500);
     intent(&mut s, Intent::OpenModels);
     models(&mut s, ModelsAction::Found(discovery()));
     intent(&mut s, Intent::Top);
@@ -406,17 +360,7 @@ fn downloading() -> AppState {
     models(&mut s, ModelsAction::Found(discovery()));
     intent(&mut s, Intent::VerifyModel);
     let verify = 1;
-    let job = |s: &mut AppState, id, event, at_ms| {
-        models(
-            s,
-            ModelsAction::Job {
-                id,
-                event,
-                at: ms(at_ms),
-            },
-        )
-    };
-    job(
+    job_event(
         &mut s,
         verify,
         ModelJobEvent::Planned {
@@ -427,7 +371,7 @@ fn downloading() -> AppState {
         },
         6000,
     );
-    job(
+    job_event(
         &mut s,
         verify,
         ModelJobEvent::Finished(ModelJobOutcome::Verified {
@@ -440,7 +384,7 @@ fn downloading() -> AppState {
     intent(&mut s, Intent::OpenModels);
     intent(&mut s, Intent::DownloadModel);
     let download = 2;
-    job(
+    job_event(
         &mut s,
         download,
         ModelJobEvent::Planned {
@@ -451,39 +395,25 @@ fn downloading() -> AppState {
         },
         6000,
     );
-    job(
+    file_started(
         &mut s,
         download,
-        ModelJobEvent::FileStarted {
-            path: "transformer/diffusion_pytorch_model-00001-of-00003.safetensors".into(),
-            size: 1 << 30,
-        },
+        "transformer/diffusion_pytorch_model-00001-of-00003.safetensors",
+        1 << 30,
         6000,
     );
-    job(&mut s, download, ModelJobEvent::FileProgress { done: 0 }, 6000);
-    job(
+    file_progress(&mut s, download, 0, 6000);
+    file_progress(&mut s, download, 1 << 30, 16_000);
+    job_event(&mut s, download, ModelJobEvent::FileDone, 16_000);
+    file_started(
         &mut s,
         download,
-        ModelJobEvent::FileProgress { done: 1 << 30 },
+        "transformer/diffusion_pytorch_model-00002-of-00003.safetensors",
+        1 << 30,
         16_000,
     );
-    job(&mut s, download, ModelJobEvent::FileDone, 16_000);
-    job(
-        &mut s,
-        download,
-        ModelJobEvent::FileStarted {
-            path: "transformer/diffusion_pytorch_model-00002-of-00003.safetensors".into(),
-            size: 1 << 30,
-        },
-        16_000,
-    );
-    job(&mut s, download, ModelJobEvent::FileProgress { done: 0 }, 16_000);
-    job(
-        &mut s,
-        download,
-        ModelJobEvent::FileProgress { done: 1 << 28 },
-        18_000,
-    );
+    file_progress(&mut s, download, 0, 16_000);
+    file_progress(&mut s, download, 1 << 28, 18_000);
     act(&mut s, Action::Tick { at: ms(18_000) });
     s
 }
@@ -498,14 +428,7 @@ fn stress_mid_soak() -> AppState {
     use zimage_tui::model::GenerationRequest;
 
     let mut s = fresh();
-    worker(
-        &mut s,
-        Event::Loaded {
-            info: demo_info(),
-            secs: 0.5,
-        },
-        500,
-    );
+    loaded(&mut s, 0.5, 500);
     intent(&mut s, Intent::ToggleStress);
     s.stress.settings.mode = Mode::Soak;
     s.stress.settings.soak_images = 20;
@@ -661,7 +584,7 @@ screens! {
     finished_without_gpu_telemetry: finished_no_gpu();
     typing_a_wide_prompt: {
         let mut s = fresh();
-        worker(&mut s, Event::Loaded { info: demo_info(), secs: 0.5 }, 500);
+        loaded(&mut s, 0.5, 500);
         intent(&mut s, Intent::EditPrompt);
         type_text(&mut s, "一只猫坐在窗台上，晚霞，水彩。A cat on a windowsill at sunset, watercolour, soft light\nsecond line");
         s
@@ -679,13 +602,13 @@ screens! {
     model_failed: {
         let mut s = fresh();
         queue(&mut s, "waiting for a model");
-        worker(&mut s, Event::LoadFailed { message: "/models/z: transformer/config.json is missing".into() }, 300);
+        load_failed(&mut s, "/models/z: transformer/config.json is missing", 300);
         s
     };
     model_picker: picker();
     model_picker_no_model_loaded: {
         let mut s = picker();
-        worker(&mut s, Event::LoadFailed { message: "out of memory".into() }, 900);
+        load_failed(&mut s, "out of memory", 900);
         intent(&mut s, Intent::OpenModels);
         intent(&mut s, Intent::Down);
         s
@@ -695,7 +618,7 @@ screens! {
     stress_view_finished: stress_finished();
     stress_view_before_a_run: {
         let mut s = fresh();
-        worker(&mut s, Event::Loaded { info: demo_info(), secs: 0.5 }, 500);
+        loaded(&mut s, 0.5, 500);
         intent(&mut s, Intent::ToggleStress);
         intent(&mut s, Intent::Down);
         intent(&mut s, Intent::Down);
@@ -703,7 +626,7 @@ screens! {
     };
     editing_size_field: {
         let mut s = fresh();
-        worker(&mut s, Event::Loaded { info: demo_info(), secs: 0.5 }, 500);
+        loaded(&mut s, 0.5, 500);
         intent(&mut s, Intent::Down);
         intent(&mut s, Intent::EditField);
         s

@@ -278,21 +278,9 @@ fn queue_draft(state: &mut AppState) {
         (entry.width, entry.height, entry.steps, entry.seed) = (width, height, steps, seed);
         format!("Updated job #{}", entry.id)
     } else {
-        let id = state.next_id;
-        state.next_id += 1;
-        state.queue.push(QueueEntry {
-            id,
-            prompt: prompt.clone(),
-            width,
-            height,
-            steps,
-            seed,
-            used_seed: None,
-            status: JobStatus::Queued,
-            output: None,
-            timings: None,
-            peak_vram_bytes: None,
-        });
+        let entry = new_queued(state, prompt.clone(), width, height, steps, seed);
+        let id = entry.id;
+        state.queue.push(entry);
         state.selected = state.queue.len() - 1;
         format!("Queued job #{id}")
     };
@@ -394,17 +382,33 @@ fn edit_job(state: &mut AppState) {
 
 /// A fresh queued copy of an entry with a new id.
 fn fresh_copy(state: &mut AppState, entry: &QueueEntry, seed: SeedChoice) -> QueueEntry {
+    let prompt = entry.prompt.clone();
+    new_queued(state, prompt, entry.width, entry.height, entry.steps, seed)
+}
+
+/// A queued entry with the next id; nothing run yet.
+fn new_queued(
+    state: &mut AppState,
+    prompt: String,
+    width: u32,
+    height: u32,
+    steps: usize,
+    seed: SeedChoice,
+) -> QueueEntry {
     let id = state.next_id;
     state.next_id += 1;
     QueueEntry {
         id,
+        prompt,
+        width,
+        height,
+        steps,
         seed,
         used_seed: None,
         status: JobStatus::Queued,
         output: None,
         timings: None,
         peak_vram_bytes: None,
-        ..entry.clone()
     }
 }
 

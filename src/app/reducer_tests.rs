@@ -1,23 +1,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-
 use super::*;
 use crate::app::state::Settings;
-use crate::model::pipeline::ModelInfo;
 use crate::model::{RgbImage, StageTimings};
+use crate::test_fixtures::{demo_model_info, intent, type_text};
 use crate::worker::{JobId, JobOutput};
-
-fn info() -> ModelInfo {
-    ModelInfo {
-        label: "demo model (random weights)".into(),
-        random_weights: true,
-        dtype: "f32".into(),
-        device: "cpu".into(),
-        parameters: vec![],
-    }
-}
 
 fn at(ms: u64) -> Duration {
     Duration::from_millis(ms)
@@ -27,17 +15,29 @@ fn worker(state: &mut AppState, event: Event, ms: u64) -> Vec<Effect> {
     update(state, Action::Worker { event, at: at(ms) })
 }
 
-fn intent(state: &mut AppState, intent: Intent) -> Vec<Effect> {
-    update(state, Action::Intent(intent))
+fn loaded(state: &mut AppState, secs: f64, ms: u64) -> Vec<Effect> {
+    let info = demo_model_info();
+    worker(state, Event::Loaded { info, secs }, ms)
 }
 
-fn type_text(state: &mut AppState, text: &str) {
-    for c in text.chars() {
-        update(
-            state,
-            Action::TextKey(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)),
-        );
-    }
+fn load_failed(state: &mut AppState, message: impl Into<String>, ms: u64) -> Vec<Effect> {
+    let message = message.into();
+    worker(state, Event::LoadFailed { message }, ms)
+}
+
+fn stage(state: &mut AppState, job: JobId, stage: Stage, ms: u64) {
+    worker(state, Event::Stage { job, stage }, ms);
+}
+
+/// The job finishes with `output(job)`.
+fn done(state: &mut AppState, job: JobId, ms: u64) -> Vec<Effect> {
+    let output = output(job);
+    worker(state, Event::Done { job, output }, ms)
+}
+
+fn failed(state: &mut AppState, job: JobId, kind: FailureKind, message: &str, ms: u64) -> Vec<Effect> {
+    let message = message.into();
+    worker(state, Event::Failed { job, kind, message }, ms)
 }
 
 fn settings() -> Settings {
@@ -53,14 +53,7 @@ fn settings() -> Settings {
 
 fn ready() -> AppState {
     let mut s = AppState::new(settings(), 7);
-    worker(
-        &mut s,
-        Event::Loaded {
-            info: info(),
-            secs: 1.5,
-        },
-        1500,
-    );
+    loaded(&mut s, 1.5, 1500);
     s
 }
 
@@ -116,14 +109,7 @@ fn a_queued_prompt_is_submitted_with_its_settings_once_the_model_is_ready() {
     );
     assert_eq!(s.draft.history, vec!["a red fox"]);
 
-    let effects = worker(
-        &mut s,
-        Event::Loaded {
-            info: info(),
-            secs: 1.0,
-        },
-        1000,
-    );
+    let effects = loaded(&mut s, 1.0, 1000);
     let jobs = submitted(&effects);
     assert_eq!(jobs.len(), 1);
     let job = jobs[0];
@@ -144,84 +130,30 @@ fn one_job_runs_at_a_time_and_the_next_starts_when_it_finishes() {
     let mut s = ready();
     assert_eq!(submitted(&queue(&mut s, "one")).len(), 1);
     assert!(submitted(&queue(&mut s, "two")).is_empty());
+    // Job 1 denoises in four steps of 0.25 s.
+    let step = |s: &mut AppState, step, ms| {
+        let event = Event::Step {
+            job: 1,
+            step,
+            total: 4,
+            secs: 0.25,
+        };
+        worker(s, event, ms);
+    };
     worker(&mut s, Event::Started { job: 1 }, 2000);
-    worker(
-        &mut s,
-        Event::Stage {
-            job: 1,
-            stage: Stage::Encode,
-        },
-        2000,
-    );
-    worker(
-        &mut s,
-        Event::Stage {
-            job: 1,
-            stage: Stage::Denoise,
-        },
-        2100,
-    );
-    worker(
-        &mut s,
-        Event::Step {
-            job: 1,
-            step: 1,
-            total: 4,
-            secs: 0.25,
-        },
-        2350,
-    );
-    worker(
-        &mut s,
-        Event::Step {
-            job: 1,
-            step: 2,
-            total: 4,
-            secs: 0.25,
-        },
-        2600,
-    );
+    stage(&mut s, 1, Stage::Encode, 2000);
+    stage(&mut s, 1, Stage::Denoise, 2100);
+    step(&mut s, 1, 2350);
+    step(&mut s, 2, 2600);
     assert_eq!(s.queue[0].status, JobStatus::Running { step: 2, total: 4 });
     let run = s.running.as_ref().unwrap();
     assert_eq!(run.encode_secs, Some(0.1));
     assert_eq!(run.iterations_per_sec(), Some(4.0));
     assert_eq!(run.eta_secs(None), Some(0.5));
-    worker(
-        &mut s,
-        Event::Step {
-            job: 1,
-            step: 3,
-            total: 4,
-            secs: 0.25,
-        },
-        2850,
-    );
-    worker(
-        &mut s,
-        Event::Step {
-            job: 1,
-            step: 4,
-            total: 4,
-            secs: 0.25,
-        },
-        3100,
-    );
-    worker(
-        &mut s,
-        Event::Stage {
-            job: 1,
-            stage: Stage::Decode,
-        },
-        3100,
-    );
-    let effects = worker(
-        &mut s,
-        Event::Done {
-            job: 1,
-            output: output(1),
-        },
-        3500,
-    );
+    step(&mut s, 3, 2850);
+    step(&mut s, 4, 3100);
+    stage(&mut s, 1, Stage::Decode, 3100);
+    let effects = done(&mut s, 1, 3500);
     assert_eq!(s.queue[0].status, JobStatus::Done { secs: 1.5 });
     assert_eq!(s.queue[0].output, Some(PathBuf::from("/out/1.png")));
     assert_eq!(s.queue[0].peak_vram_bytes, Some(3 << 30));
@@ -246,13 +178,11 @@ fn a_failed_job_shows_its_reason_and_the_queue_goes_on() {
     let mut s = ready();
     queue(&mut s, "one");
     queue(&mut s, "two");
-    let effects = worker(
+    let effects = failed(
         &mut s,
-        Event::Failed {
-            job: 1,
-            kind: FailureKind::OutOfMemory,
-            message: "out of memory: 2 GiB more needed".into(),
-        },
+        1,
+        FailureKind::OutOfMemory,
+        "out of memory: 2 GiB more needed",
         2000,
     );
     assert!(
@@ -271,15 +201,7 @@ fn ctrl_c_cancels_the_running_job_first_then_quits() {
     assert!(matches!(effects.as_slice(), [Effect::Worker(Command::Cancel(1))]));
     assert!(!s.quitting);
     assert!(s.paused, "the next job must not start by itself");
-    let effects = worker(
-        &mut s,
-        Event::Failed {
-            job: 1,
-            kind: FailureKind::Cancelled,
-            message: "cancelled".into(),
-        },
-        2000,
-    );
+    let effects = failed(&mut s, 1, FailureKind::Cancelled, "cancelled", 2000);
     assert_eq!(s.queue[0].status, JobStatus::Cancelled);
     assert!(submitted(&effects).is_empty());
     intent(&mut s, Intent::Interrupt);
@@ -506,14 +428,7 @@ fn a_job_with_invalid_settings_fails_at_start_and_the_next_runs() {
     queue(&mut s, "bad");
     queue(&mut s, "good");
     s.queue[0].width = 1000;
-    let effects = worker(
-        &mut s,
-        Event::Loaded {
-            info: info(),
-            secs: 1.0,
-        },
-        1000,
-    );
+    let effects = loaded(&mut s, 1.0, 1000);
     assert!(matches!(
         &s.queue[0].status,
         JobStatus::Failed {
@@ -537,13 +452,7 @@ fn model_load_failure_is_kept_for_the_error_screen() {
         10,
     );
     assert!(matches!(&s.model, ModelStatus::Loading { part, .. } if part == "transformer"));
-    worker(
-        &mut s,
-        Event::LoadFailed {
-            message: "no such dir".into(),
-        },
-        20,
-    );
+    load_failed(&mut s, "no such dir", 20);
     assert!(matches!(&s.model, ModelStatus::Failed { message } if message == "no such dir"));
     queue(&mut s, "x");
     assert!(s.running.is_none());
@@ -615,14 +524,7 @@ fn without_gpu_telemetry_the_job_peak_is_the_sampled_process_memory() {
         );
     }
     assert_eq!(s.running.as_ref().unwrap().peak_memory_bytes, Some(300));
-    worker(
-        &mut s,
-        Event::Done {
-            job: 1,
-            output: output(1),
-        },
-        2000,
-    );
+    done(&mut s, 1, 2000);
     assert_eq!(s.last_run.as_ref().unwrap().peak_memory_sampled, Some(300));
 }
 
@@ -708,14 +610,7 @@ mod models {
                 ..
             })]
         ));
-        worker(
-            &mut s,
-            Event::Loaded {
-                info: info(),
-                secs: 0.1,
-            },
-            100,
-        );
+        loaded(&mut s, 0.1, 100);
         s
     }
 
@@ -761,6 +656,15 @@ mod models {
                 at: at(ms),
             },
         )
+    }
+
+    fn file_started(state: &mut AppState, id: u64, path: &str, size: u64, ms: u64) {
+        let path = path.into();
+        job_event(state, id, ModelJobEvent::FileStarted { path, size }, ms);
+    }
+
+    fn file_progress(state: &mut AppState, id: u64, done: u64, ms: u64) {
+        job_event(state, id, ModelJobEvent::FileProgress { done }, ms);
     }
 
     fn message(state: &AppState) -> &str {
@@ -822,14 +726,7 @@ mod models {
         assert!(load_effects(&intent(&mut s, Intent::LoadModel)).is_empty());
         assert!(message(&s).contains("A model is loading"), "{}", message(&s));
         intent(&mut s, Intent::CloseModels);
-        let effects = worker(
-            &mut s,
-            Event::Loaded {
-                info: info(),
-                secs: 2.0,
-            },
-            2000,
-        );
+        let effects = loaded(&mut s, 2.0, 2000);
         assert_eq!(submitted(&effects).len(), 1);
         assert_eq!(s.models.loaded, Some(ModelSpec::Dir(hf_dir())));
         // Loading the current model again is a no-op with a message.
@@ -866,13 +763,7 @@ mod models {
         intent(&mut s, Intent::Top);
         intent(&mut s, Intent::LoadModel);
         let message_text = "transformer/config.json: missing".to_string();
-        let effects = worker(
-            &mut s,
-            Event::LoadFailed {
-                message: message_text,
-            },
-            900,
-        );
+        let effects = load_failed(&mut s, message_text, 900);
         let loads = load_effects(&effects);
         assert_eq!(loads.len(), 1, "the previous model is loaded again");
         assert_eq!(loads[0].0, &ModelSpec::Demo);
@@ -882,14 +773,7 @@ mod models {
             message(&s)
         );
         assert!(matches!(s.model, ModelStatus::Loading { .. }));
-        worker(
-            &mut s,
-            Event::Loaded {
-                info: info(),
-                secs: 0.1,
-            },
-            1000,
-        );
+        loaded(&mut s, 0.1, 1000);
         assert!(s.model_ready());
         assert_eq!(s.models.loaded, Some(ModelSpec::Demo));
 
@@ -898,20 +782,8 @@ mod models {
         models(&mut s, ModelsAction::Found(discovery()));
         intent(&mut s, Intent::Top);
         intent(&mut s, Intent::LoadModel);
-        worker(
-            &mut s,
-            Event::LoadFailed {
-                message: "out of memory".into(),
-            },
-            1100,
-        );
-        let effects = worker(
-            &mut s,
-            Event::LoadFailed {
-                message: "disk gone".into(),
-            },
-            1200,
-        );
+        load_failed(&mut s, "out of memory", 1100);
+        let effects = load_failed(&mut s, "disk gone", 1200);
         assert!(load_effects(&effects).is_empty());
         assert!(matches!(s.model, ModelStatus::Failed { .. }));
         assert!(message(&s).contains("No model is loaded"), "{}", message(&s));
@@ -956,46 +828,15 @@ mod models {
             },
             10_000,
         );
-        job_event(
-            &mut s,
-            id,
-            ModelJobEvent::FileStarted {
-                path: "a".into(),
-                size: 100 << 20,
-            },
-            10_000,
-        );
-        job_event(&mut s, id, ModelJobEvent::FileProgress { done: 0 }, 10_000);
-        job_event(&mut s, id, ModelJobEvent::FileProgress { done: 50 << 20 }, 11_000);
-        job_event(
-            &mut s,
-            id,
-            ModelJobEvent::FileProgress { done: 100 << 20 },
-            12_000,
-        );
+        file_started(&mut s, id, "a", 100 << 20, 10_000);
+        file_progress(&mut s, id, 0, 10_000);
+        file_progress(&mut s, id, 50 << 20, 11_000);
+        file_progress(&mut s, id, 100 << 20, 12_000);
         job_event(&mut s, id, ModelJobEvent::FileDone, 12_000);
         // The second file resumes: its first report is what was already on disk.
-        job_event(
-            &mut s,
-            id,
-            ModelJobEvent::FileStarted {
-                path: "b".into(),
-                size: 200 << 20,
-            },
-            12_000,
-        );
-        job_event(
-            &mut s,
-            id,
-            ModelJobEvent::FileProgress { done: 100 << 20 },
-            12_000,
-        );
-        job_event(
-            &mut s,
-            id,
-            ModelJobEvent::FileProgress { done: 150 << 20 },
-            13_000,
-        );
+        file_started(&mut s, id, "b", 200 << 20, 12_000);
+        file_progress(&mut s, id, 100 << 20, 12_000);
+        file_progress(&mut s, id, 150 << 20, 13_000);
         let job = &s.models.jobs[0];
         assert_eq!(job.dir.as_ref(), Some(&snapshot));
         assert_eq!(job.files_done, 1);
@@ -1112,26 +953,10 @@ mod models {
             },
             100,
         );
-        job_event(
-            &mut s,
-            id,
-            ModelJobEvent::FileStarted {
-                path: "model_index.json".into(),
-                size: 10,
-            },
-            100,
-        );
-        job_event(&mut s, id, ModelJobEvent::FileProgress { done: 10 }, 100);
+        file_started(&mut s, id, "model_index.json", 10, 100);
+        file_progress(&mut s, id, 10, 100);
         job_event(&mut s, id, ModelJobEvent::FileDone, 100);
-        job_event(
-            &mut s,
-            id,
-            ModelJobEvent::FileStarted {
-                path: "vae/x.safetensors".into(),
-                size: 10,
-            },
-            100,
-        );
+        file_started(&mut s, id, "vae/x.safetensors", 10, 100);
         assert_eq!(s.models.jobs[0].files_done, 1);
         assert_eq!(s.models.jobs[0].dir, Some(hf_dir()));
         let bad = "vae/x.safetensors: sha256 mismatch: expected aa, got bb".to_string();

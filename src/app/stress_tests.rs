@@ -4,27 +4,14 @@
 
 use std::path::PathBuf;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-
 use super::*;
 use crate::app::state::{JobStatus, Settings};
 use crate::app::{update, Action};
 use crate::bench::record::{MemoryReading, Outcome};
 use crate::bench::report::{DeviceDescription, Header, SoakSection, SoakStats};
 use crate::bench::stats;
-use crate::model::pipeline::ModelInfo;
-use crate::model::GenerationRequest;
+use crate::test_fixtures::{demo_model_info, intent, tiny_request, type_text};
 use crate::worker::{Event, FailureKind};
-
-fn info() -> ModelInfo {
-    ModelInfo {
-        label: "demo model (random weights)".into(),
-        random_weights: true,
-        dtype: "f32".into(),
-        device: "cpu".into(),
-        parameters: vec![],
-    }
-}
 
 fn worker(state: &mut AppState, event: Event) -> Vec<Effect> {
     update(
@@ -40,19 +27,6 @@ fn stress(state: &mut AppState, event: StressEvent) -> Vec<Effect> {
     worker(state, Event::Stress(event))
 }
 
-fn intent(state: &mut AppState, intent: Intent) -> Vec<Effect> {
-    update(state, Action::Intent(intent))
-}
-
-fn type_text(state: &mut AppState, text: &str) {
-    for c in text.chars() {
-        update(
-            state,
-            Action::TextKey(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)),
-        );
-    }
-}
-
 fn ready() -> AppState {
     let mut s = AppState::new(
         Settings {
@@ -65,7 +39,7 @@ fn ready() -> AppState {
     worker(
         &mut s,
         Event::Loaded {
-            info: info(),
+            info: demo_model_info(),
             secs: 1.0,
         },
     );
@@ -99,13 +73,7 @@ fn record(index: usize, warmup: bool, outcome: Outcome, total_s: f64, used_mib: 
     JobRecord {
         index,
         warmup,
-        request: GenerationRequest {
-            prompt: "p".into(),
-            width: 64,
-            height: 64,
-            steps: 2,
-            seed: 1,
-        },
+        request: tiny_request(),
         outcome,
         message: None,
         encode_s: Some(0.01),
@@ -128,7 +96,7 @@ fn report(jobs: Vec<JobRecord>) -> Report {
         tool: "zimage-tui test".into(),
         git_commit: None,
         date_utc: "2026-11-26T00:00:00Z".into(),
-        model: info(),
+        model: demo_model_info(),
         model_load_s: Some(1.0),
         device: DeviceDescription {
             card: None,

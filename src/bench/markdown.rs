@@ -79,10 +79,7 @@ fn header(md: &mut String, r: &Report) {
         ("Commit", h.git_commit.clone().unwrap_or_else(|| DASH.into())),
         ("Date (UTC)", h.date_utc.clone()),
     ];
-    let _ = writeln!(md, "| Item | Value |\n|---|---|");
-    for (k, v) in rows {
-        let _ = writeln!(md, "| {k} | {} |", cell(&v));
-    }
+    key_value_table(md, "Item", rows);
     md.push('\n');
 }
 
@@ -102,37 +99,48 @@ fn runs_table(md: &mut String, s: &RunsSection, mem: &str) {
         cell(&s.prompt),
         s.warmup.len()
     );
-    let _ = writeln!(
+    table_head(
         md,
-        "| Run | Result | Total (s) | Encode (s) | Per step (ms) | Decode (s) | Peak {mem} (MiB) | {mem} after (MiB) |"
+        &[
+            "Run",
+            "Result",
+            "Total (s)",
+            "Encode (s)",
+            "Per step (ms)",
+            "Decode (s)",
+            &format!("Peak {mem} (MiB)"),
+            &format!("{mem} after (MiB)"),
+        ],
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
     for j in &s.jobs {
-        let _ = writeln!(
+        table_row(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
-            j.index,
-            j.outcome.label(),
-            opt_s(j.total_s),
-            opt_s(j.encode_s),
-            opt_ms(j.mean_step_s()),
-            opt_s(j.decode_s),
-            opt_mib(j.memory.peak_bytes),
-            opt_mib(j.memory.used_after_bytes),
+            &[
+                j.index.to_string(),
+                j.outcome.label(),
+                opt_s(j.total_s),
+                opt_s(j.encode_s),
+                opt_ms(j.mean_step_s()),
+                opt_s(j.decode_s),
+                opt_mib(j.memory.peak_bytes),
+                opt_mib(j.memory.used_after_bytes),
+            ],
         );
     }
     let st = &s.stats;
     let mean = |sp: &Option<Spread>| sp.map(|x| x.mean);
-    let _ = writeln!(
+    table_row(
         md,
-        "| **Mean** | {}/{} ok | {} | {} | {} | {} | {} | |",
-        st.ok,
-        st.ok + st.failed,
-        opt_s(mean(&st.total_s)),
-        opt_s(mean(&st.encode_s)),
-        opt_ms(mean(&st.step_s)),
-        opt_s(mean(&st.decode_s)),
-        opt_mib(mean(&st.peak_bytes).map(|b| b as u64)),
+        &[
+            "**Mean**".into(),
+            format!("{}/{} ok", st.ok, st.ok + st.failed),
+            opt_s(mean(&st.total_s)),
+            opt_s(mean(&st.encode_s)),
+            opt_ms(mean(&st.step_s)),
+            opt_s(mean(&st.decode_s)),
+            opt_mib(mean(&st.peak_bytes).map(|b| b as u64)),
+            String::new(),
+        ],
     );
     if let Some(t) = st.total_s {
         let _ = writeln!(
@@ -155,22 +163,30 @@ fn sweep_table(md: &mut String, s: &SweepSection, mem: &str) {
         "One warm-up per size before the measured run (not in the table). A size that runs out of \
          memory, or whose estimated peak exceeds the budget, is recorded as OOM and the sweep goes on.\n"
     );
-    let _ = writeln!(
+    table_head(
         md,
-        "| Size | Result | Total (s) | Per step (ms) | Decode (s) | Peak {mem} (MiB) | Estimated peak (MiB) |"
+        &[
+            "Size",
+            "Result",
+            "Total (s)",
+            "Per step (ms)",
+            "Decode (s)",
+            &format!("Peak {mem} (MiB)"),
+            "Estimated peak (MiB)",
+        ],
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
     for j in &s.jobs {
-        let _ = writeln!(
+        table_row(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} |",
-            j.size_label(),
-            j.outcome.label(),
-            opt_s(j.total_s),
-            opt_ms(j.mean_step_s()),
-            opt_s(j.decode_s),
-            opt_mib(j.memory.peak_bytes),
-            opt_mib(j.estimate_bytes),
+            &[
+                j.size_label(),
+                j.outcome.label(),
+                opt_s(j.total_s),
+                opt_ms(j.mean_step_s()),
+                opt_s(j.decode_s),
+                opt_mib(j.memory.peak_bytes),
+                opt_mib(j.estimate_bytes),
+            ],
         );
     }
     md.push('\n');
@@ -232,25 +248,30 @@ fn soak_tables(md: &mut String, s: &SoakSection, mem: &str) {
         ),
         ("Failures".into(), failures(s)),
     ];
-    let _ = writeln!(md, "| Metric | Value |\n|---|---|");
-    for (k, v) in rows {
-        let _ = writeln!(md, "| {k} | {} |", cell(&v));
-    }
-    let _ = writeln!(
+    key_value_table(md, "Metric", rows);
+    md.push('\n');
+    table_head(
         md,
-        "\n| Image | Result | Time (s) | Peak {mem} (MiB) | {mem} after (MiB) | Prompt |"
+        &[
+            "Image",
+            "Result",
+            "Time (s)",
+            &format!("Peak {mem} (MiB)"),
+            &format!("{mem} after (MiB)"),
+            "Prompt",
+        ],
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|");
     for j in &s.jobs {
-        let _ = writeln!(
+        table_row(
             md,
-            "| {} | {} | {} | {} | {} | {} |",
-            j.index,
-            j.outcome.label(),
-            opt_s(j.total_s),
-            opt_mib(j.memory.peak_bytes),
-            opt_mib(j.memory.used_after_bytes),
-            cell(&short(&j.request.prompt, 40)),
+            &[
+                j.index.to_string(),
+                j.outcome.label(),
+                opt_s(j.total_s),
+                opt_mib(j.memory.peak_bytes),
+                opt_mib(j.memory.used_after_bytes),
+                cell(&short(&j.request.prompt, 40)),
+            ],
         );
     }
     md.push('\n');
@@ -319,11 +340,35 @@ fn summary(md: &mut String, r: &Report) {
     if r.header.model.random_weights {
         let _ = writeln!(md, "Measured with **random weights**.\n");
     }
-    let _ = writeln!(md, "| Metric | Value |\n|---|---|");
-    for (k, v) in rows {
-        let _ = writeln!(md, "| {k} | {} |", cell(&v));
-    }
+    key_value_table(md, "Metric", rows);
     let _ = writeln!(md, "\nEvery raw figure is in `report.json`.");
+}
+
+/// A table's header row and its `|---|` separator.
+fn table_head(md: &mut String, columns: &[&str]) {
+    let _ = writeln!(md, "| {} |", columns.join(" | "));
+    let _ = writeln!(md, "|{}", "---|".repeat(columns.len()));
+}
+
+/// One table row; cells are written as given (escape user text with `cell`), an empty one as `| |`.
+fn table_row(md: &mut String, cells: &[String]) {
+    md.push('|');
+    for c in cells {
+        if c.is_empty() {
+            md.push_str(" |");
+        } else {
+            let _ = write!(md, " {c} |");
+        }
+    }
+    md.push('\n');
+}
+
+/// A two-column table of labelled values; values are escaped, labels are ours.
+fn key_value_table(md: &mut String, key_column: &str, rows: Vec<(impl AsRef<str>, String)>) {
+    table_head(md, &[key_column, "Value"]);
+    for (key, value) in rows {
+        table_row(md, &[key.as_ref().to_owned(), cell(&value)]);
+    }
 }
 
 fn failures(s: &SoakSection) -> String {

@@ -240,7 +240,7 @@ impl Report {
 mod tests {
     use super::*;
     use crate::bench::record::{MemoryReading, Outcome};
-    use crate::model::GenerationRequest;
+    use crate::test_fixtures::tiny_request;
     use crate::worker::FailureKind;
 
     fn job(index: usize, total_s: f64, used_mib: f64, outcome: Outcome) -> JobRecord {
@@ -248,13 +248,7 @@ mod tests {
         JobRecord {
             index,
             warmup: false,
-            request: GenerationRequest {
-                prompt: "p".into(),
-                width: 64,
-                height: 64,
-                steps: 2,
-                seed: 1,
-            },
+            request: tiny_request(),
             outcome,
             message: None,
             encode_s: ok.then_some(0.1),

@@ -132,6 +132,28 @@ struct Shared {
 }
 
 impl Shared {
+    /// Fresh state: no samples, no windows, started now.
+    fn new(info: DeviceInfo, config: SamplerConfig) -> Self {
+        let state = State {
+            latest: None,
+            history: VecDeque::new(),
+            history_len: config.history_len(),
+            windows: Vec::new(),
+            config,
+            last_error: None,
+            job_generation: 0,
+            reset_generation: 0,
+            wake: false,
+            stop: false,
+        };
+        Self {
+            info,
+            started: Instant::now(),
+            state: Mutex::new(state),
+            wake: Condvar::new(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -208,24 +230,7 @@ impl Sampler {
         config: SamplerConfig,
         events: Option<UnboundedSender<GpuSample>>,
     ) -> std::io::Result<Self> {
-        let state = State {
-            latest: None,
-            history: VecDeque::new(),
-            history_len: config.history_len(),
-            windows: Vec::new(),
-            config,
-            last_error: None,
-            job_generation: 0,
-            reset_generation: 0,
-            wake: false,
-            stop: false,
-        };
-        let shared = Arc::new(Shared {
-            info: telemetry.info().clone(),
-            started: Instant::now(),
-            state: Mutex::new(state),
-            wake: Condvar::new(),
-        });
+        let shared = Arc::new(Shared::new(telemetry.info().clone(), config));
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("gpu-sampler".into())
@@ -424,24 +429,7 @@ mod tests {
 
     /// A sampler state without a thread, so samples land exactly where a test puts them.
     fn shared(config: SamplerConfig) -> (Arc<Shared>, PeakTracker) {
-        let state = State {
-            latest: None,
-            history: VecDeque::new(),
-            history_len: config.history_len(),
-            windows: Vec::new(),
-            config,
-            last_error: None,
-            job_generation: 0,
-            reset_generation: 0,
-            wake: false,
-            stop: false,
-        };
-        let shared = Arc::new(Shared {
-            info: info(),
-            started: Instant::now(),
-            state: Mutex::new(state),
-            wake: Condvar::new(),
-        });
+        let shared = Arc::new(Shared::new(info(), config));
         let tracker = PeakTracker {
             shared: Arc::clone(&shared),
         };

@@ -31,6 +31,7 @@ pub fn frame_parts(area: Rect) -> Option<[Rect; 3]> {
 
 pub fn split(area: Rect) -> Option<PaneAreas> {
     let [header, body, footer] = frame_parts(area)?;
+    let (queue, editor, progress, gpu, preview, log);
     if area.width >= WIDE {
         let [left, middle, right] = Layout::horizontal([
             Constraint::Percentage(32),
@@ -38,48 +39,37 @@ pub fn split(area: Rect) -> Option<PaneAreas> {
             Constraint::Percentage(32),
         ])
         .areas(body);
-        let [queue, log] =
-            Layout::vertical([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(left);
-        let [editor, progress] =
+        [queue, log] = Layout::vertical([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(left);
+        [editor, progress] =
             Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(middle);
-        let [preview, gpu] =
+        [preview, gpu] =
             Layout::vertical([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(right);
-        Some(PaneAreas {
-            header,
-            queue,
-            editor,
-            progress,
-            gpu,
-            preview,
-            log,
-            footer,
-        })
     } else {
         let [left, right] =
             Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(body);
-        let [queue, editor, log] = Layout::vertical([
+        [queue, editor, log] = Layout::vertical([
             Constraint::Percentage(38),
             Constraint::Percentage(34),
             Constraint::Percentage(28),
         ])
         .areas(left);
-        let [progress, gpu, preview] = Layout::vertical([
+        [progress, gpu, preview] = Layout::vertical([
             Constraint::Percentage(36),
             Constraint::Percentage(30),
             Constraint::Percentage(34),
         ])
         .areas(right);
-        Some(PaneAreas {
-            header,
-            queue,
-            editor,
-            progress,
-            gpu,
-            preview,
-            log,
-            footer,
-        })
     }
+    Some(PaneAreas {
+        header,
+        queue,
+        editor,
+        progress,
+        gpu,
+        preview,
+        log,
+        footer,
+    })
 }
 
 #[cfg(test)]
