@@ -119,3 +119,57 @@ extern "C" __global__ void zi_upsample2x_nhwc_bf16(const __nv_bfloat16* __restri
         reinterpret_cast<Bf16x8*>(y)[idx] = reinterpret_cast<const Bf16x8*>(x)[src];
     }
 }
+
+// The VAE mid-block attention (one head, 512 channels, every pixel a token) by key blocks with an
+// online softmax, as flash attention does, so no score matrix over all pixels is ever held. Per
+// key block, after the scores S = q k_blockᵀ (bf16 [n, len], from a GEMM):
+//   zi_softmax_stats:  new row max m' = max(m, max(S·scale)), row sum of exp(S·scale − m'), and
+//                      the factor exp(m − m') that rescales what was accumulated so far;
+//   zi_softmax_probs:  P = exp(S·scale − m') rounded to bf16, for the GEMM P v_block;
+//   zi_softmax_accumulate: acc' = acc · factor + P v_block (f32).
+// stats is f32 [3, n]: new max, block sum, factor. One warp per row for the statistics.
+extern "C" __global__ void zi_softmax_stats_bf16(const __nv_bfloat16* __restrict__ s, const float* __restrict__ old_max,
+                                                 float* __restrict__ stats, int rows, int len, float scale,
+                                                 int has_old) {
+    const int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
+    if (row >= rows) return;
+    const int lane = threadIdx.x % WARP;
+    const __nv_bfloat16* sr = s + (long long)row * len;
+    float m = __int_as_float(0xff800000);  // -inf
+    for (int j = lane; j < len; j += WARP) m = fmaxf(m, __bfloat162float(sr[j]) * scale);
+#pragma unroll
+    for (int offset = WARP / 2; offset > 0; offset /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffff, m, offset));
+    const float previous = has_old ? old_max[row] : __int_as_float(0xff800000);
+    const float new_max = fmaxf(m, previous);
+    float sum = 0.f;
+    for (int j = lane; j < len; j += WARP) sum += __expf(__bfloat162float(sr[j]) * scale - new_max);
+    sum = warp_sum(sum);
+    if (lane == 0) {
+        stats[row] = new_max;
+        stats[rows + row] = sum;
+        stats[2 * rows + row] = has_old ? __expf(previous - new_max) : 0.f;
+    }
+}
+
+// P[row, j] = exp(S[row, j]·scale − new_max[row]) in bf16. Grid (rows, ceil(len / blockDim.x)).
+extern "C" __global__ void zi_softmax_probs_bf16(const __nv_bfloat16* __restrict__ s, const float* __restrict__ stats,
+                                                 __nv_bfloat16* __restrict__ p, int len, float scale) {
+    const long long row = blockIdx.x;
+    const int j = blockIdx.y * blockDim.x + threadIdx.x;
+    if (j >= len) return;
+    const long long at = row * len + j;
+    p[at] = __float2bfloat16_rn(__expf(__bfloat162float(s[at]) * scale - stats[row]));
+}
+
+// out[row, c] = acc[row, c]·factor[row] + pv[row, c] (acc may be null: the first block).
+// Grid (rows, ceil(channels / blockDim.x)).
+extern "C" __global__ void zi_softmax_accumulate(const float* __restrict__ acc, const __nv_bfloat16* __restrict__ pv,
+                                                 const float* __restrict__ stats, float* __restrict__ out, int rows,
+                                                 int channels) {
+    const long long row = blockIdx.x;
+    const int c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (c >= channels) return;
+    const long long at = row * channels + c;
+    const float carried = acc ? acc[at] * stats[2 * rows + row] : 0.f;
+    out[at] = carried + __bfloat162float(pv[at]);
+}

@@ -34,6 +34,13 @@ impl Rope {
     }
 }
 
+/// The row kernels (norms) keep a row in one warp's registers: up to 4096 values, 8 at a time.
+#[cfg(feature = "cuda")]
+fn fits_row_kernels(x: &Tensor) -> Result<bool> {
+    let dim = x.dim(D::Minus1)?;
+    Ok(dim % 8 == 0 && dim <= 4096)
+}
+
 /// True when the fused CUDA kernels serve tensors of `dtype` on `device`.
 pub fn uses_fused_kernels(device: &Device, dtype: DType) -> bool {
     cfg!(feature = "cuda") && device.is_cuda() && dtype == DType::BF16
@@ -60,7 +67,7 @@ pub fn rms_norm_modulated(
     eps: f64,
 ) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
-    if uses_fused_kernels(x.device(), x.dtype()) {
+    if uses_fused_kernels(x.device(), x.dtype()) && fits_row_kernels(x)? {
         let (weight_factor, has_factor) = weight_and_factor(weight, modulation)?;
         return cuda::rms_norm_scale(x, &weight_factor, has_factor, eps as f32);
     }
@@ -81,7 +88,7 @@ pub fn gated_residual_norm(
     eps: f64,
 ) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
-    if uses_fused_kernels(x.device(), x.dtype()) {
+    if uses_fused_kernels(x.device(), x.dtype()) && fits_row_kernels(x)? {
         let (weight_gate, has_gate) = weight_and_factor(weight, gate)?;
         return cuda::gated_residual_norm(x, branch, &weight_gate, has_gate, eps as f32);
     }
@@ -279,7 +286,7 @@ mod cuda {
             let dim = last_dim(xl);
             let (x0, x1) = contiguous_rows(xl, "x")?;
             let (s0, s1) = contiguous_rows(sl, "weight and factor")?;
-            if dim % 8 != 0 || s1 - s0 != 2 * dim {
+            if dim % 8 != 0 || dim > 4096 || s1 - s0 != 2 * dim {
                 bail!(
                     "rms_norm_scale: dim {dim} must be a multiple of 8 and weight+factor hold 2·dim, not {}",
                     s1 - s0
@@ -292,26 +299,29 @@ mod cuda {
             let func = dev.get_or_load_custom_func("zi_rms_norm_scale_bf16", MODULE, PTX)?;
             let mut b = func.builder();
             let (dim_i, stride, eps, has_factor) = (dim as i32, dim as i64, self.eps, self.has_factor as i32);
+            let rows_i = rows as i64;
             b.arg(&xs)
                 .arg(&ss)
                 .arg(&out)
                 .arg(&dim_i)
                 .arg(&stride)
                 .arg(&eps)
-                .arg(&has_factor);
-            let cfg = LaunchConfig {
-                grid_dim: (rows as u32, 1, 1),
-                block_dim: (row_threads(dim), 1, 1),
-                shared_mem_bytes: 0,
-            };
+                .arg(&has_factor)
+                .arg(&rows_i);
+            let cfg = row_config(rows);
             unsafe { b.launch(cfg) }.w()?;
             Ok((CudaStorage::wrap_cuda_slice(out, dev), xl.shape().clone()))
         }
     }
 
-    /// Threads per row-kernel block: one 8-wide vector each, warp multiple, at most 512.
-    fn row_threads(dim: usize) -> u32 {
-        ((dim / 8).div_ceil(32) * 32).clamp(32, 512) as u32
+    /// Row kernels: one warp per row, `ROWS_PER_BLOCK` rows a block (kernels/fused.cu).
+    fn row_config(rows: usize) -> LaunchConfig {
+        const ROWS_PER_BLOCK: usize = 8;
+        LaunchConfig {
+            grid_dim: (rows.div_ceil(ROWS_PER_BLOCK).max(1) as u32, 1, 1),
+            block_dim: (32 * ROWS_PER_BLOCK as u32, 1, 1),
+            shared_mem_bytes: 0,
+        }
     }
 
     pub fn rms_norm_scale(x: &Tensor, weight_factor: &Tensor, has_factor: bool, eps: f32) -> Result<Tensor> {
@@ -353,7 +363,7 @@ mod cuda {
             let (x0, x1) = contiguous_rows(xl, "x")?;
             let (b0, b1) = contiguous_rows(bl, "branch")?;
             let (g0, g1) = contiguous_rows(gl, "gate")?;
-            if dim % 8 != 0 || x1 - x0 != b1 - b0 || g1 - g0 != 2 * dim {
+            if dim % 8 != 0 || dim > 4096 || x1 - x0 != b1 - b0 || g1 - g0 != 2 * dim {
                 bail!(
                     "gated_residual_norm: shapes {:?} {:?} {:?}",
                     xl.shape(),
@@ -369,18 +379,16 @@ mod cuda {
             let func = dev.get_or_load_custom_func("zi_gated_residual_norm_bf16", MODULE, PTX)?;
             let mut b = func.builder();
             let (dim_i, eps, has_gate) = (dim as i32, self.eps, self.has_gate as i32);
+            let rows_i = rows as i64;
             b.arg(&xs)
                 .arg(&bs)
                 .arg(&gs)
                 .arg(&out)
                 .arg(&dim_i)
                 .arg(&eps)
-                .arg(&has_gate);
-            let cfg = LaunchConfig {
-                grid_dim: (rows as u32, 1, 1),
-                block_dim: (row_threads(dim), 1, 1),
-                shared_mem_bytes: 0,
-            };
+                .arg(&has_gate)
+                .arg(&rows_i);
+            let cfg = row_config(rows);
             unsafe { b.launch(cfg) }.w()?;
             Ok((CudaStorage::wrap_cuda_slice(out, dev), xl.shape().clone()))
         }
@@ -420,14 +428,12 @@ mod cuda {
             let rows = (h1 - h0) / width;
             let hs = h.as_cuda_slice::<bf16>()?.slice(h0..h1);
             let out = unsafe { dev.alloc::<bf16>(rows * hidden)? };
-            let total_vecs = (rows * hidden / 8) as i64;
             let func = dev.get_or_load_custom_func("zi_swiglu_bf16", MODULE, PTX)?;
             let mut b = func.builder();
             let hidden_i = hidden as i32;
-            b.arg(&hs).arg(&out).arg(&hidden_i).arg(&total_vecs);
-            let blocks = (total_vecs as u64).div_ceil(256).min(132 * 16) as u32;
+            b.arg(&hs).arg(&out).arg(&hidden_i);
             let cfg = LaunchConfig {
-                grid_dim: (blocks.max(1), 1, 1),
+                grid_dim: (rows.max(1) as u32, (hidden / 8).div_ceil(256) as u32, 1),
                 block_dim: (256, 1, 1),
                 shared_mem_bytes: 0,
             };

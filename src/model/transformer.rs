@@ -386,6 +386,9 @@ impl Attention {
 /// diffusers' Attention builds its QK RMSNorms with this eps.
 const QK_NORM_EPS: f64 = 1e-5;
 
+/// Tokens per feed-forward chunk (1024² images have 4128 tokens and run in one).
+const FFN_CHUNK_TOKENS: usize = 8192;
+
 /// SwiGLU: `w2(silu(w1 x) · w3 x)`; W1 and W3 merged into one `[2·hidden, dim]` projection.
 #[derive(Debug, Clone)]
 struct FeedForward {
@@ -401,7 +404,22 @@ impl FeedForward {
         })
     }
 
+    /// `x`: `[1, seq, dim]`. Long sequences go through in chunks of tokens: the hidden
+    /// activations (2·hidden wide, 0.67 GB at 2048²) then never exist for all tokens at once,
+    /// and the chunks are still large GEMMs.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let tokens = x.dim(1)?;
+        if tokens <= FFN_CHUNK_TOKENS {
+            return self.forward_chunk(x);
+        }
+        let chunks = (0..tokens)
+            .step_by(FFN_CHUNK_TOKENS)
+            .map(|start| self.forward_chunk(&x.narrow(1, start, FFN_CHUNK_TOKENS.min(tokens - start))?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&chunks, 1)?)
+    }
+
+    fn forward_chunk(&self, x: &Tensor) -> Result<Tensor> {
         let dev = x.device();
         let h = scope("dit.gemm w1|w3", dev, || self.w13.forward(x))?;
         let gated = scope("dit.swiglu", dev, || fused::swiglu(&h))?;
@@ -801,6 +819,32 @@ fn unpatchify(tokens: &Tensor, c: usize, h: usize, w: usize) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_sequences_take_the_feed_forward_in_chunks_with_the_same_result() -> Result<()> {
+        let map = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let random = candle_nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.5,
+        };
+        for (name, shape) in [("w1", (16, 8)), ("w3", (16, 8)), ("w2", (8, 16))] {
+            vb.pp(name).get_with_hints(shape, "weight", random)?;
+        }
+        let ffn = FeedForward::load(8, 16, vb)?;
+        let tokens = FFN_CHUNK_TOKENS + FFN_CHUNK_TOKENS / 2 + 3;
+        let x = Tensor::randn(0f32, 1.0, (1, tokens, 8), &Device::Cpu)?;
+        let chunked = ffn.forward(&x)?;
+        let whole = ffn.forward_chunk(&x)?;
+        assert_eq!(chunked.dims(), &[1, tokens, 8]);
+        assert!(
+            whole.abs()?.max_all()?.to_scalar::<f32>()? > 0.1,
+            "weights must not be zero"
+        );
+        let diff = (chunked - whole)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "{diff}");
+        Ok(())
+    }
 
     #[test]
     fn patchify_round_trips() {

@@ -504,3 +504,283 @@ impl CustomOp1 for Upsample2x {
         ))
     }
 }
+
+/// The online-softmax steps of the VAE attention (kernels/vae_nhwc.cu, see there). `scores` is
+/// `[1, n, len]` bf16; the statistics `[3, n]` f32 hold the new row max, the block's row sum of
+/// exponentials and the factor for what was accumulated before.
+pub(super) fn softmax_stats(scores: &Tensor, old_max: Option<&Tensor>, scale: f32) -> Result<Tensor> {
+    let op = SoftmaxStats {
+        scale,
+        has_old: old_max.is_some(),
+    };
+    let scores = scores.contiguous()?;
+    match old_max {
+        Some(max) => scores.apply_op2_no_bwd(&max.contiguous()?, &op),
+        None => scores.apply_op1_no_bwd(&op),
+    }
+}
+
+/// `exp(scores·scale − new max)` in bf16, `[1, n, len]`.
+pub(super) fn softmax_probs(scores: &Tensor, stats: &Tensor, scale: f32) -> Result<Tensor> {
+    scores
+        .contiguous()?
+        .apply_op2_no_bwd(&stats.contiguous()?, &SoftmaxProbs { scale })
+}
+
+/// `acc · factor + pv` in f32 (`acc` None for the first block), `[1, n, c]`.
+pub(super) fn softmax_accumulate(acc: Option<&Tensor>, pv: &Tensor, stats: &Tensor) -> Result<Tensor> {
+    let pv = pv.contiguous()?;
+    let stats = stats.contiguous()?;
+    match acc {
+        Some(acc) => acc
+            .contiguous()?
+            .apply_op3_no_bwd(&pv, &stats, &SoftmaxAccumulate),
+        None => pv.apply_op2_no_bwd(&stats, &SoftmaxAccumulate),
+    }
+}
+
+/// Rows and row length of a contiguous `[1, n, len]` tensor.
+fn rows_of(layout: &Layout, what: &str) -> Result<(usize, usize, usize)> {
+    let (b, n, len) = layout.shape().dims3()?;
+    if b != 1 {
+        bail!("{what}: batch {b} (the fused attention takes one image)");
+    }
+    let (start, _) = contiguous_rows(layout, what)?;
+    Ok((n, len, start))
+}
+
+struct SoftmaxStats {
+    scale: f32,
+    has_old: bool,
+}
+
+impl SoftmaxStats {
+    fn run(
+        &self,
+        s: &CudaStorage,
+        sl: &Layout,
+        old: Option<(&CudaStorage, &Layout)>,
+    ) -> Result<(CudaStorage, Shape)> {
+        let dev = s.device().clone();
+        let (n, len, s0) = rows_of(sl, "attention scores")?;
+        let ss = s.as_cuda_slice::<bf16>()?.slice(s0..s0 + n * len);
+        let stats = unsafe { dev.alloc::<f32>(3 * n)? };
+        let (rows, len_i, has_old) = (n as i32, len as i32, self.has_old as i32);
+        let func = dev.get_or_load_custom_func("zi_softmax_stats_bf16", MODULE, PTX)?;
+        let cfg = LaunchConfig {
+            grid_dim: (n.div_ceil(8).max(1) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        match old {
+            Some((m, ml)) => {
+                let (m0, m1) = contiguous_rows(ml, "running max")?;
+                if m1 - m0 != n {
+                    bail!("running max holds {} rows, scores {n}", m1 - m0);
+                }
+                let ms = m.as_cuda_slice::<f32>()?.slice(m0..m1);
+                let mut b = func.builder();
+                b.arg(&ss)
+                    .arg(&ms)
+                    .arg(&stats)
+                    .arg(&rows)
+                    .arg(&len_i)
+                    .arg(&self.scale)
+                    .arg(&has_old);
+                unsafe { b.launch(cfg) }.w()?;
+            }
+            None => {
+                let null = 0u64;
+                let mut b = func.builder();
+                b.arg(&ss)
+                    .arg(&null)
+                    .arg(&stats)
+                    .arg(&rows)
+                    .arg(&len_i)
+                    .arg(&self.scale)
+                    .arg(&has_old);
+                unsafe { b.launch(cfg) }.w()?;
+            }
+        }
+        Ok((
+            CudaStorage::wrap_cuda_slice(stats, dev),
+            Shape::from_dims(&[3, n]),
+        ))
+    }
+}
+
+impl CustomOp1 for SoftmaxStats {
+    fn name(&self) -> &'static str {
+        "zi-softmax-stats"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_unsupported(CustomOp1::name(self))
+    }
+    fn cuda_fwd(&self, s: &CudaStorage, sl: &Layout) -> Result<(CudaStorage, Shape)> {
+        self.run(s, sl, None)
+    }
+}
+
+impl CustomOp2 for SoftmaxStats {
+    fn name(&self) -> &'static str {
+        "zi-softmax-stats-running"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_unsupported(CustomOp2::name(self))
+    }
+    fn cuda_fwd(
+        &self,
+        s: &CudaStorage,
+        sl: &Layout,
+        m: &CudaStorage,
+        ml: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        self.run(s, sl, Some((m, ml)))
+    }
+}
+
+struct SoftmaxProbs {
+    scale: f32,
+}
+
+impl CustomOp2 for SoftmaxProbs {
+    fn name(&self) -> &'static str {
+        "zi-softmax-probs"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_unsupported(self.name())
+    }
+    fn cuda_fwd(
+        &self,
+        s: &CudaStorage,
+        sl: &Layout,
+        st: &CudaStorage,
+        stl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let dev = s.device().clone();
+        let (n, len, s0) = rows_of(sl, "attention scores")?;
+        let (t0, t1) = contiguous_rows(stl, "softmax statistics")?;
+        if t1 - t0 != 3 * n {
+            bail!("softmax statistics hold {} values, expected {}", t1 - t0, 3 * n);
+        }
+        let ss = s.as_cuda_slice::<bf16>()?.slice(s0..s0 + n * len);
+        let stats = st.as_cuda_slice::<f32>()?.slice(t0..t1);
+        let p = unsafe { dev.alloc::<bf16>(n * len)? };
+        let func = dev.get_or_load_custom_func("zi_softmax_probs_bf16", MODULE, PTX)?;
+        let mut b = func.builder();
+        let len_i = len as i32;
+        b.arg(&ss).arg(&stats).arg(&p).arg(&len_i).arg(&self.scale);
+        let cfg = LaunchConfig {
+            grid_dim: (n.max(1) as u32, len.div_ceil(THREADS as usize).max(1) as u32, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        unsafe { b.launch(cfg) }.w()?;
+        Ok((CudaStorage::wrap_cuda_slice(p, dev), sl.shape().clone()))
+    }
+}
+
+struct SoftmaxAccumulate;
+
+impl SoftmaxAccumulate {
+    fn run(
+        &self,
+        acc: Option<(&CudaStorage, &Layout)>,
+        pv: &CudaStorage,
+        pl: &Layout,
+        st: &CudaStorage,
+        stl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let dev = pv.device().clone();
+        let (n, c, p0) = rows_of(pl, "attention block output")?;
+        let (t0, t1) = contiguous_rows(stl, "softmax statistics")?;
+        if t1 - t0 != 3 * n {
+            bail!("softmax statistics hold {} values, expected {}", t1 - t0, 3 * n);
+        }
+        let pvs = pv.as_cuda_slice::<bf16>()?.slice(p0..p0 + n * c);
+        let stats = st.as_cuda_slice::<f32>()?.slice(t0..t1);
+        let out = unsafe { dev.alloc::<f32>(n * c)? };
+        let func = dev.get_or_load_custom_func("zi_softmax_accumulate", MODULE, PTX)?;
+        let (rows, channels) = (n as i32, c as i32);
+        let cfg = LaunchConfig {
+            grid_dim: (n.max(1) as u32, c.div_ceil(THREADS as usize).max(1) as u32, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        match acc {
+            Some((a, al)) => {
+                let (_, _, a0) = rows_of(al, "attention accumulator")?;
+                if al.shape().dims() != pl.shape().dims() {
+                    bail!("accumulator {:?} does not match {:?}", al.shape(), pl.shape());
+                }
+                let accs = a.as_cuda_slice::<f32>()?.slice(a0..a0 + n * c);
+                let mut b = func.builder();
+                b.arg(&accs)
+                    .arg(&pvs)
+                    .arg(&stats)
+                    .arg(&out)
+                    .arg(&rows)
+                    .arg(&channels);
+                unsafe { b.launch(cfg) }.w()?;
+            }
+            None => {
+                let null = 0u64;
+                let mut b = func.builder();
+                b.arg(&null)
+                    .arg(&pvs)
+                    .arg(&stats)
+                    .arg(&out)
+                    .arg(&rows)
+                    .arg(&channels);
+                unsafe { b.launch(cfg) }.w()?;
+            }
+        }
+        Ok((CudaStorage::wrap_cuda_slice(out, dev), pl.shape().clone()))
+    }
+}
+
+impl CustomOp2 for SoftmaxAccumulate {
+    fn name(&self) -> &'static str {
+        "zi-softmax-accumulate-first"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_unsupported(CustomOp2::name(self))
+    }
+    fn cuda_fwd(
+        &self,
+        pv: &CudaStorage,
+        pl: &Layout,
+        st: &CudaStorage,
+        stl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        self.run(None, pv, pl, st, stl)
+    }
+}
+
+impl CustomOp3 for SoftmaxAccumulate {
+    fn name(&self) -> &'static str {
+        "zi-softmax-accumulate"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        cpu_unsupported(CustomOp3::name(self))
+    }
+    fn cuda_fwd(
+        &self,
+        a: &CudaStorage,
+        al: &Layout,
+        pv: &CudaStorage,
+        pl: &Layout,
+        st: &CudaStorage,
+        stl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        self.run(Some((a, al)), pv, pl, st, stl)
+    }
+}
