@@ -1,5 +1,6 @@
-//! With the `cuda` feature: compile kernels/fused.cu to PTX (embedded, loaded at run time).
-//! With `cudnn`: also build the cuDNN flash-attention shim (kernels/cudnn_sdpa.cpp).
+//! With the `cuda` feature: compile kernels/fused.cu and kernels/vae_nhwc.cu to PTX (embedded,
+//! loaded at run time). With `cudnn`: also build the cuDNN shims (kernels/cudnn_sdpa.cpp for flash
+//! attention, kernels/cudnn_conv.cpp for the VAE's convolutions).
 //! Without features this does nothing, so CPU builds and CI need no CUDA toolkit.
 
 use std::env;
@@ -11,7 +12,9 @@ fn main() {
     println!("cargo:rerun-if-changed=kernels");
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
     if env::var_os("CARGO_FEATURE_CUDA").is_some() {
-        compile_ptx(&out);
+        for name in ["fused", "vae_nhwc"] {
+            compile_ptx(&out, name);
+        }
     }
     if env::var_os("CARGO_FEATURE_CUDNN").is_some() {
         compile_cudnn_shim();
@@ -24,17 +27,17 @@ fn cuda_home() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-fn compile_ptx(out: &std::path::Path) {
+fn compile_ptx(out: &std::path::Path, name: &str) {
     let cap = env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".into());
     let nvcc = cuda_home()
         .map(|h| h.join("bin/nvcc"))
         .filter(|p| p.exists())
         .unwrap_or_else(|| "nvcc".into());
-    let ptx = out.join("fused.ptx");
+    let ptx = out.join(format!("{name}.ptx"));
     let status = Command::new(&nvcc)
         .args(["--ptx", "-O3", "-std=c++17", "--use_fast_math"])
         .arg(format!("-arch=compute_{cap}"))
-        .arg("kernels/fused.cu")
+        .arg(format!("kernels/{name}.cu"))
         .arg("-o")
         .arg(&ptx)
         .status()
@@ -44,7 +47,7 @@ fn compile_ptx(out: &std::path::Path) {
                 nvcc.display()
             )
         });
-    assert!(status.success(), "nvcc failed on kernels/fused.cu");
+    assert!(status.success(), "nvcc failed on kernels/{name}.cu");
 }
 
 fn compile_cudnn_shim() {
@@ -54,6 +57,7 @@ fn compile_cudnn_shim() {
         .std("c++17")
         .opt_level(3)
         .file("kernels/cudnn_sdpa.cpp")
+        .file("kernels/cudnn_conv.cpp")
         .warnings(false);
     for var in ["CUDNN_INCLUDE_DIR", "CUDNN_FRONTEND_INCLUDE_DIR"] {
         println!("cargo:rerun-if-env-changed={var}");
@@ -66,7 +70,7 @@ fn compile_cudnn_shim() {
         println!("cargo:rustc-link-search=native={}", home.join("lib").display());
         println!("cargo:rustc-link-search=native={}", home.join("lib64").display());
     }
-    build.compile("zimage_cudnn_sdpa");
+    build.compile("zimage_cudnn");
     println!("cargo:rerun-if-env-changed=CUDNN_LIB");
     if let Some(dir) = env::var_os("CUDNN_LIB") {
         println!("cargo:rustc-link-search=native={}", PathBuf::from(dir).display());

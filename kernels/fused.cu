@@ -3,61 +3,16 @@
 // kernel reads its inputs once and writes its output once (the row re-read hits L1/L2).
 // Compiled to PTX by build.rs with the `cuda` feature; launched from src/model/fused.rs.
 
-#include <cuda_bf16.h>
-#include <stdint.h>
+#include "common.cuh"
 
-namespace {
 
-constexpr int WARP = 32;
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int offset = WARP / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffff, v, offset);
-    return v;
-}
-
-// Sum over the whole block; `shared` holds one float per warp.
-__device__ float block_sum(float v, float* shared) {
-    const int lane = threadIdx.x % WARP;
-    const int warp = threadIdx.x / WARP;
-    v = warp_sum(v);
-    if (lane == 0) shared[warp] = v;
-    __syncthreads();
-    const int warps = (blockDim.x + WARP - 1) / WARP;
-    float total = 0.f;
-    for (int i = 0; i < warps; ++i) total += shared[i];
-    __syncthreads();
-    return total;
-}
-
-// 8 bf16 = 16 bytes: the widest single load a thread can issue.
-struct alignas(16) Bf16x8 {
-    __nv_bfloat162 h[4];
-};
-
-__device__ __forceinline__ void unpack(const Bf16x8& v, float out[8]) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        float2 f = __bfloat1622float2(v.h[i]);
-        out[2 * i] = f.x;
-        out[2 * i + 1] = f.y;
-    }
-}
-
-__device__ __forceinline__ Bf16x8 pack(const float in[8]) {
-    Bf16x8 v;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) v.h[i] = __floats2bfloat162_rn(in[2 * i], in[2 * i + 1]);
-    return v;
-}
-
-}  // namespace
-
-// y[r, :] = rmsnorm(x[r, :]) * scale[:]        (scale = norm weight * (1 + adaLN scale), f32)
-// One block per row; `dim` must be a multiple of 8, rows of x `x_stride` elements apart.
-extern "C" __global__ void zi_rms_norm_scale_bf16(const __nv_bfloat16* __restrict__ x, const float* __restrict__ scale,
+// y[r, :] = rmsnorm(x[r, :]) * weight[:] * factor[:]      (factor = 1 + adaLN scale)
+// `wf` is f32 [2, dim]: the norm weight, then the factor (read only when `has_factor`). Rounded to
+// bf16 after the norm, after the weight and after the factor, as diffusers' RMSNorm and the
+// block's `norm(x) * scale` do. One block per row; `dim` a multiple of 8, rows `x_stride` apart.
+extern "C" __global__ void zi_rms_norm_scale_bf16(const __nv_bfloat16* __restrict__ x, const float* __restrict__ wf,
                                                   __nv_bfloat16* __restrict__ y, int dim, long long x_stride,
-                                                  float eps) {
+                                                  float eps, int has_factor) {
     __shared__ float shared[WARP];
     const long long row = blockIdx.x;
     const Bf16x8* xr = reinterpret_cast<const Bf16x8*>(x + row * x_stride);
@@ -75,17 +30,23 @@ extern "C" __global__ void zi_rms_norm_scale_bf16(const __nv_bfloat16* __restric
         float v[8];
         unpack(xr[i], v);
 #pragma unroll
-        for (int j = 0; j < 8; ++j) v[j] = v[j] * inv * scale[8 * i + j];
+        for (int j = 0; j < 8; ++j) {
+            float o = rb(rb(v[j] * inv) * wf[8 * i + j]);
+            if (has_factor) o *= wf[dim + 8 * i + j];
+            v[j] = o;
+        }
         yr[i] = pack(v);
     }
 }
 
-// out[r, :] = x[r, :] + gate[:] * rmsnorm(branch[r, :])   (gate = tanh(adaLN gate) * norm weight, f32)
-// The sandwich norm after attention / feed-forward plus the gated residual, in one pass.
+// out[r, :] = x[r, :] + gate[:] * (rmsnorm(branch[r, :]) * weight[:])    (gate = tanh(adaLN gate))
+// The sandwich norm after attention / feed-forward plus the gated residual, in one pass. `wg` is
+// f32 [2, dim]: the norm weight, then the gate (read only when `has_gate`). Rounded where the
+// reference rounds: after the norm, the weight, the gate and the sum.
 extern "C" __global__ void zi_gated_residual_norm_bf16(const __nv_bfloat16* __restrict__ x,
                                                        const __nv_bfloat16* __restrict__ branch,
-                                                       const float* __restrict__ gate, __nv_bfloat16* __restrict__ out,
-                                                       int dim, float eps) {
+                                                       const float* __restrict__ wg, __nv_bfloat16* __restrict__ out,
+                                                       int dim, float eps, int has_gate) {
     __shared__ float shared[WARP];
     const long long row = blockIdx.x;
     const Bf16x8* xr = reinterpret_cast<const Bf16x8*>(x + row * (long long)dim);
@@ -105,7 +66,11 @@ extern "C" __global__ void zi_gated_residual_norm_bf16(const __nv_bfloat16* __re
         unpack(br[i], b);
         unpack(xr[i], r);
 #pragma unroll
-        for (int j = 0; j < 8; ++j) r[j] += gate[8 * i + j] * (b[j] * inv);
+        for (int j = 0; j < 8; ++j) {
+            float n = rb(rb(b[j] * inv) * wg[8 * i + j]);
+            if (has_gate) n = rb(wg[dim + 8 * i + j] * n);
+            r[j] += n;
+        }
         orow[i] = pack(r);
     }
 }
@@ -123,7 +88,7 @@ extern "C" __global__ void zi_swiglu_bf16(const __nv_bfloat16* __restrict__ h, _
         unpack(hr[col], a);
         unpack(hr[vecs_per_row + col], b);
 #pragma unroll
-        for (int j = 0; j < 8; ++j) o[j] = a[j] / (1.f + __expf(-a[j])) * b[j];
+        for (int j = 0; j < 8; ++j) o[j] = rb(a[j] / (1.f + __expf(-a[j]))) * b[j];
         reinterpret_cast<Bf16x8*>(out)[idx] = pack(o);
     }
 }
@@ -151,13 +116,12 @@ extern "C" __global__ void zi_qk_norm_rope_bf16(const __nv_bfloat16* __restrict_
     float2 p1 = __bfloat1622float2(s2[1]);
     const float inv = rsqrtf(warp_sum(p0.x * p0.x + p0.y * p0.y + p1.x * p1.x + p1.y * p1.y) / HEAD + eps);
     const float* w = norm_w + which * HEAD + lane * 4;
-    p0.x *= inv * w[0];
-    p0.y *= inv * w[1];
-    p1.x *= inv * w[2];
-    p1.y *= inv * w[3];
-    // the reference rounds the normed value to bf16 before the f32 rotation
-    p0 = __bfloat1622float2(__floats2bfloat162_rn(p0.x, p0.y));
-    p1 = __bfloat1622float2(__floats2bfloat162_rn(p1.x, p1.y));
+    // the reference's RMSNorm rounds to bf16 after the norm and after the weight; the rotation
+    // then runs in f32 on that bf16 value
+    p0.x = rb(rb(p0.x * inv) * w[0]);
+    p0.y = rb(rb(p0.y * inv) * w[1]);
+    p1.x = rb(rb(p1.x * inv) * w[2]);
+    p1.y = rb(rb(p1.y * inv) * w[3]);
     const float* r = rope + (token * (HEAD / 2) + lane * 2) * 2;
     const float2 o0 = make_float2(p0.x * r[0] - p0.y * r[1], p0.x * r[1] + p0.y * r[0]);
     const float2 o1 = make_float2(p1.x * r[2] - p1.y * r[3], p1.x * r[3] + p1.y * r[2]);

@@ -17,6 +17,7 @@
 #   bench-gpu.md    the table (+ parity table with --parity)
 #   bench-gpu.log   everything printed
 #   parity.json     gpu_parity's report (with --parity)
+#   cold-start.json process start → first 1024² image from the parity checkpoint dir (with --parity)
 #   raw-reports.tar.gz  every raw report (zimage-tui report.json/md, diffusers JSON, logs)
 # Needs: DIR/{zimage-tui,kernel_check,gpu_parity} built with --features cudnn (or DIR.tar.xz
 # holding DIR/, unpacked when DIR is missing), the diffusers
@@ -137,6 +138,22 @@ if [ "$PARITY" = 1 ]; then
     run_part gpu_parity 200 "$BIN/gpu_parity" "$PARITY_DIR" --device "$DEVICE" --dtype "$PDTYPE" \
         --json "$OUT/parity.json"
     [ -f "$OUT/parity.json" ] && PARITY_ARGS+=(--parity "$OUT/parity.json")
+    # Cold start (issue 5): a fresh process, local checkpoint directory → first 1024² image.
+    if [ -d "$PARITY_DIR/model" ]; then
+        sync
+        if (echo 3 > /proc/sys/vm/drop_caches) 2>/dev/null; then
+            say "cold start: page cache dropped"; CACHE=dropped
+        else
+            say "cold start: could not drop the page cache (no permission): files may be cached"; CACHE=maybe-cached
+        fi
+        t0=$(date +%s.%N)
+        run_part cold-start 120 "$BIN/zimage-tui" gen --model "$PARITY_DIR/model" --prompt "a lighthouse at dusk" \
+            --seed 1 --device "$DEVICE" --out "$WORK/cold-start.png" --json
+        t1=$(date +%s.%N)
+        python3 -c "import json,sys; json.dump({'process_to_image_s': $t1 - $t0, 'page_cache': '$CACHE', 'card': '$CARD'}, sys.stdout)" \
+            > "$OUT/cold-start.json"
+        say "cold start: $(cat "$OUT/cold-start.json")"
+    fi
 fi
 
 if [ $((${#OURS_ARGS[@]} + ${#DIFF_ARGS[@]} + ${#PARITY_ARGS[@]})) -gt 0 ]; then

@@ -104,6 +104,7 @@ def combine(ours, diffusers, card, date, commit):
             "ours_s": o.get("s"), "diffusers_s": d_s, "ratio": ratio(d_s, o.get("s")),
             "ours_peak_gib": o.get("peak_gib"),
             "diffusers_peak_gib": eager.get("peak_alloc_gib") if eager.get("ok") else None,
+            "diffusers_nvml_gib": eager.get("peak_nvml_gib") if eager.get("ok") else None,
             "diffusers_reserved_gib": eager.get("peak_reserved_gib") if eager.get("ok") else None,
             "diffusers_compile_s": dc_s, "ratio_compile": ratio(dc_s, o.get("s")),
             "date": date, "commit": commit, "notes": "; ".join(notes),
@@ -120,7 +121,7 @@ def sci(value):
 
 
 COLUMNS = [("size", None), ("steps", None), ("mode", None), ("ours_s", 2), ("diffusers_s", 2), ("ratio", 2),
-           ("ours_peak_gib", 1), ("diffusers_peak_gib", 1), ("diffusers_compile_s", 2), ("ratio_compile", 2),
+           ("ours_peak_gib", 1), ("diffusers_nvml_gib", 1), ("diffusers_peak_gib", 1), ("diffusers_compile_s", 2), ("ratio_compile", 2),
            ("notes", None)]
 
 
@@ -154,6 +155,15 @@ def parity_lines(parity):
                      f"{sci(row.get('rel_max')) if not is_image else '–'} | "
                      f"{('inf' if psnr is None else f'{psnr:.2f}') if is_image else '–'} | "
                      f"{'info' if not row.get('checked') else ('ok' if row.get('pass') else 'FAIL')} |")
+    floor = parity.get("noise_floor") or []
+    if floor:
+        lines += ["", "Against the same stage in float32 (the comparison's noise floor: two bf16 implementations "
+                      "each this far from float32 can differ by up to ~1.4× as much):", "",
+                  "| stage | ours vs f32 | diffusers vs f32 | ratio | verdict |", "|---|---:|---:|---:|---|"]
+        for n in floor:
+            verdict = "as accurate as diffusers" if n.get("as_accurate") else "less accurate than diffusers"
+            lines.append(f"| {n.get('stage')} | {sci(n.get('ours_vs_f32'))} | {sci(n.get('diffusers_vs_f32'))} | "
+                         f"{fmt(n.get('ratio'), 2)} | {verdict} |")
     return lines
 
 
@@ -202,7 +212,8 @@ def main(argv=None):
           f"Date {date}, zimage-tui commit {commit or 'unknown'}" + (f"; {versions}" if versions else "") + ".",
           "Times are end to end (text encoding + denoising steps + VAE decode), medians; ratio = "
           "diffusers_s / ours_s (> 1: zimage-tui is faster). ours_peak_gib: device memory in use "
-          "(NVML, includes the CUDA context); diffusers_peak_gib: torch max_memory_allocated. "
+          "(NVML, includes the CUDA context); diffusers_nvml_gib: the same NVML measure for diffusers "
+          "(includes its context and cached blocks); diffusers_peak_gib: torch max_memory_allocated. "
           "Random full-size weights on both sides.", "", table, ""]
     if args.parity:
         parity = load(args.parity)

@@ -2,7 +2,8 @@
 """Times diffusers' ZImagePipeline (the reference we compare our speed against) and writes JSON.
 
 Modelled on ../shared/anchors/diffusers_bench.py, with the same row fields (total_s, denoise_s,
-vae_s, per_step_s, peak_alloc_gib, peak_reserved_gib) plus the text-encoder time, so
+vae_s, per_step_s, peak_alloc_gib, peak_reserved_gib) plus the text-encoder time and
+peak_nvml_gib (device memory in use, sampled from NVML as zimage-tui measures its own), so
 scripts/bench-gpu.sh can put them beside zimage-tui's numbers.
 
 Weights: `--model DIR` (a diffusers directory, e.g. one written by make_fixtures.py
@@ -83,6 +84,57 @@ def build_pipeline(args, dtype):
     return pipe, f"random {args.random}-size weights"
 
 
+class NvmlPeak:
+    """Device memory in use (NVML, as zimage-tui measures its own), sampled at 50 Hz in a thread:
+    what `nvidia-smi` shows, so it includes the CUDA context and PyTorch's cached blocks. Reads
+    libnvidia-ml through ctypes (no extra package); inactive where it cannot be loaded."""
+
+    def __init__(self, index=0):
+        import ctypes
+        import threading
+        self.peak, self.lock, self.stop, self.thread = 0, threading.Lock(), threading.Event(), None
+        try:
+            self.nvml = ctypes.CDLL("libnvidia-ml.so.1")
+            self.handle = ctypes.c_void_p()
+            ok = self.nvml.nvmlInit_v2() == 0 and \
+                self.nvml.nvmlDeviceGetHandleByIndex_v2(index, ctypes.byref(self.handle)) == 0
+        except OSError:
+            ok = False
+        self.active = ok
+
+        class Memory(ctypes.Structure):
+            _fields_ = [("total", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong), ("used", ctypes.c_ulonglong)]
+        self.memory, self.ctypes, self.threading = Memory(), ctypes, threading
+
+    def used(self):
+        if self.nvml.nvmlDeviceGetMemoryInfo(self.handle, self.ctypes.byref(self.memory)) != 0:
+            return 0
+        return self.memory.used
+
+    def start(self):
+        if not self.active:
+            return
+        self.peak = self.used()
+        self.stop.clear()
+
+        def sample():
+            while not self.stop.wait(0.02):
+                value = self.used()
+                with self.lock:
+                    self.peak = max(self.peak, value)
+        self.thread = self.threading.Thread(target=sample, daemon=True)
+        self.thread.start()
+
+    def finish(self):
+        """Peak GiB since start (None when NVML is unavailable)."""
+        if not self.active or self.thread is None:
+            return None
+        self.stop.set()
+        self.thread.join()
+        with self.lock:
+            return max(self.peak, self.used()) / 2**30
+
+
 def peak(clock):
     if clock.cuda:
         return torch.cuda.max_memory_allocated() / 2**30, torch.cuda.max_memory_reserved() / 2**30
@@ -132,6 +184,9 @@ def bench(pipe, args, clock, h, w, steps, compiled):
         if clock.cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
+        nvml = NvmlPeak() if clock.cuda else None
+        if nvml:
+            nvml.start()
         t = time.perf_counter()
         run_once(pipe, args, clock, h, w, steps, 42)  # warm-up (and compile when asked)
         row["warmup_s"] = time.perf_counter() - t
@@ -142,6 +197,7 @@ def bench(pipe, args, clock, h, w, steps, compiled):
         # the anchor's total_s (shared/anchors) excluded the text encoder; this one is comparable
         row["total_no_encode_s"] = median([r["denoise_s"] + r["vae_s"] for r in runs])
         row["peak_alloc_gib"], row["peak_reserved_gib"] = peak(clock)
+        row["peak_nvml_gib"] = nvml.finish() if nvml else None
         row["ok"] = True
     except torch.OutOfMemoryError:
         row.update(ok=False, error="OOM")

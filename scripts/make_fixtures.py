@@ -457,6 +457,30 @@ def record_transformer(rec, meta, pipe, cap, f64_transformer, dtype):
         meta.setdefault("rel_err_vs_f64", {})["dit.out"] = rel_err(out.cpu(), ref)
 
 
+def record_f32_references(rec, meta, pipe, model_dir, embeds):
+    """Full size on a GPU: the text encoder and the transformer forward again in float32 (the saved
+    bf16 weights, upcast), so gpu_parity can show how far each bf16 implementation is from a
+    higher-precision result: diffusers' own bf16 distance is the noise floor of the comparison."""
+    dev = pipe.transformer.device
+    te_cls, tr_cls = type(pipe.text_encoder), type(pipe.transformer)
+    te = te_cls.from_pretrained(os.path.join(model_dir, "text_encoder"), torch_dtype=torch.float32).to(dev)
+    for key, prompt in PROMPTS.items():
+        ids, mask = pipeline_ids(pipe.tokenizer, prompt)
+        out = te(input_ids=ids.to(dev), attention_mask=mask.to(dev), output_hidden_states=True)
+        ref = out.hidden_states[-2][0][mask[0].to(dev)]
+        rec.put(f"te.{key}.embeds_f32", ref, "the same text encoder in float32 (noise-floor reference)")
+        meta.setdefault("rel_err_vs_f32", {})[f"te.{key}.embeds"] = rel_err(embeds[key].cpu(), ref.cpu())
+    del te
+    torch.cuda.empty_cache()
+    tr = tr_cls.from_pretrained(os.path.join(model_dir, "transformer"), torch_dtype=torch.float32).to(dev)
+    x, t, cap = rec.tensors["dit.x"], rec.tensors["dit.t"], rec.tensors["dit.cap_feats"]
+    ref = tr([x.to(dev)], t.to(dev), [cap.to(dev)], return_dict=False)[0][0]
+    rec.put("dit.out_f32", ref, "the same transformer forward in float32 (noise-floor reference)")
+    meta.setdefault("rel_err_vs_f32", {})["dit.out"] = rel_err(rec.tensors["dit.out"], ref.cpu())
+    del tr
+    torch.cuda.empty_cache()
+
+
 def record_vae(rec, meta, pipe, f64_vae, dtype):
     vae = pipe.vae
     dev = vae.device
@@ -535,7 +559,7 @@ def main():
                     help="with --full-size: real vocab/tokenizer/structure but narrow, few layers (CPU test)")
     ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--no-f64", action="store_true", help="skip the float64 noise-floor estimate")
+    ap.add_argument("--no-f64", action="store_true", help="skip the float64 (tiny) / float32 (full size on CUDA) noise-floor references")
     args = ap.parse_args()
     if args.scale_down and not args.full_size:
         ap.error("--scale-down only makes sense with --full-size")
@@ -594,6 +618,8 @@ def main():
             record_transformer(rec, meta, pipe, embeds["en"].cpu(), f64.transformer if f64 else None, dtype)
             record_vae(rec, meta, pipe, f64.vae if f64 else None, dtype)
             record_pipeline(rec, meta, pipe)
+            if rec.full and dtype != torch.float32 and args.device.startswith("cuda") and not args.no_f64:
+                record_f32_references(rec, meta, pipe, model_dir, embeds)
 
     meta["tensors"] = rec.index
     seconds = round(time.time() - t_start, 1)

@@ -59,7 +59,7 @@ class CombineTest(unittest.TestCase):
             for field in ("card", "mode", "width", "height", "steps", "ours_s", "diffusers_s", "ratio",
                           "ours_peak_gib", "diffusers_peak_gib", "date", "commit"):
                 self.assertIn(field, r)
-        self.assertIn("| 1024×1024 | 8 | default | 1.00 | 2.00 | 2.00 | 20.0 | 22.0 | 1.00 | 1.00 |", md)
+        self.assertIn("| 1024×1024 | 8 | default | 1.00 | 2.00 | 2.00 | 20.0 | 24.5 | 22.0 | 1.00 | 1.00 |", md)
         self.assertIn("1024×1024", out)
 
     def test_failures_are_reported_not_numbers(self):

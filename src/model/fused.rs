@@ -39,6 +39,18 @@ pub fn uses_fused_kernels(device: &Device, dtype: DType) -> bool {
     cfg!(feature = "cuda") && device.is_cuda() && dtype == DType::BF16
 }
 
+/// `rmsnorm(x) * weight` over the last dim, rounded to the input dtype after the norm and again
+/// after the weight, as diffusers' and transformers' RMSNorms do in half precision.
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    rms_norm_modulated(x, weight, None, eps)
+}
+
+/// The reference path's RMSNorm: the norm, then the weight, each rounded to `x`'s dtype.
+fn rms_norm_reference(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    let unit = Tensor::ones(x.dim(D::Minus1)?, x.dtype(), x.device())?;
+    candle_nn::ops::rms_norm(x, &unit, eps as f32)?.broadcast_mul(&weight.to_dtype(x.dtype())?)
+}
+
 /// `rmsnorm(x) * weight * modulation` over the last dim; `modulation` is `1 + adaLN scale`
 /// (shape `[dim]` or broadcastable), `None` for blocks without adaLN.
 pub fn rms_norm_modulated(
@@ -49,10 +61,10 @@ pub fn rms_norm_modulated(
 ) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     if uses_fused_kernels(x.device(), x.dtype()) {
-        let scale = combined_vector(weight, modulation)?;
-        return cuda::rms_norm_scale(x, &scale, eps as f32);
+        let (weight_factor, has_factor) = weight_and_factor(weight, modulation)?;
+        return cuda::rms_norm_scale(x, &weight_factor, has_factor, eps as f32);
     }
-    let normed = candle_nn::ops::rms_norm(x, &weight.to_dtype(x.dtype())?, eps as f32)?;
+    let normed = rms_norm_reference(x, weight, eps)?;
     match modulation {
         Some(m) => normed.broadcast_mul(&m.to_dtype(x.dtype())?),
         None => Ok(normed),
@@ -70,10 +82,10 @@ pub fn gated_residual_norm(
 ) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     if uses_fused_kernels(x.device(), x.dtype()) {
-        let gate = combined_vector(weight, gate)?;
-        return cuda::gated_residual_norm(x, branch, &gate, eps as f32);
+        let (weight_gate, has_gate) = weight_and_factor(weight, gate)?;
+        return cuda::gated_residual_norm(x, branch, &weight_gate, has_gate, eps as f32);
     }
-    let normed = candle_nn::ops::rms_norm(branch, &weight.to_dtype(branch.dtype())?, eps as f32)?;
+    let normed = rms_norm_reference(branch, weight, eps)?;
     let gated = match gate {
         Some(g) => normed.broadcast_mul(&g.to_dtype(x.dtype())?)?,
         None => normed,
@@ -187,19 +199,43 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
 /// Upper bound for one block of f32 attention scores in the reference path.
 const SCORE_BUDGET_BYTES: usize = 256 << 20;
 
-/// `weight * factor` as one f32 vector (`factor` None → weight alone) for the fused kernels.
+/// `[weight, factor]` as one f32 `[2·dim]` vector for the fused kernels, and whether a factor is
+/// there (without one the second half repeats the weight and is not read). Kept apart, not
+/// multiplied, because the reference rounds to bf16 between the two products.
 #[cfg(feature = "cuda")]
-fn combined_vector(weight: &Tensor, factor: Option<&Tensor>) -> Result<Tensor> {
+fn weight_and_factor(weight: &Tensor, factor: Option<&Tensor>) -> Result<(Tensor, bool)> {
     let w = weight.to_dtype(DType::F32)?.flatten_all()?;
-    match factor {
-        Some(f) => (w * f.to_dtype(DType::F32)?.flatten_all()?)?.contiguous(),
-        None => w.contiguous(),
+    let f = match factor {
+        Some(f) => f.to_dtype(DType::F32)?.flatten_all()?,
+        None => w.clone(),
+    };
+    Ok((Tensor::cat(&[&w, &f], 0)?, factor.is_some()))
+}
+
+/// Checks shared by the CUDA launchers here and in the VAE's channels-last path.
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda_support {
+    use candle_core::{bail, Layout, Result};
+
+    /// Start and end offsets of a contiguous layout, or an error naming the tensor.
+    pub(crate) fn contiguous_rows(layout: &Layout, what: &str) -> Result<(usize, usize)> {
+        match layout.contiguous_offsets() {
+            Some((start, end)) => Ok((start, end)),
+            None => bail!("{what} must be contiguous"),
+        }
+    }
+
+    /// What the CPU half of a CUDA-only custom op answers.
+    pub(crate) fn cpu_unsupported<T>(name: &str) -> Result<T> {
+        bail!("{name} is a CUDA-only kernel")
     }
 }
 
 #[cfg(feature = "cuda")]
 mod cuda {
     //! Launchers for kernels/fused.cu and the cuDNN attention shim.
+
+    use super::cuda_support::{contiguous_rows, cpu_unsupported};
 
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::driver::{DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
@@ -210,23 +246,13 @@ mod cuda {
     const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused.ptx"));
     const MODULE: &str = "zimage_fused";
 
-    fn contiguous_rows(layout: &Layout, what: &str) -> Result<(usize, usize)> {
-        match layout.contiguous_offsets() {
-            Some((start, end)) => Ok((start, end)),
-            None => bail!("{what} must be contiguous"),
-        }
-    }
-
     fn last_dim(layout: &Layout) -> usize {
         *layout.shape().dims().last().unwrap_or(&1)
     }
 
-    fn cpu_unsupported<T>(name: &str) -> Result<T> {
-        bail!("{name} is a CUDA-only kernel")
-    }
-
     struct RmsNormScale {
         eps: f32,
+        has_factor: bool,
     }
 
     impl CustomOp2 for RmsNormScale {
@@ -252,10 +278,10 @@ mod cuda {
             let dev = x.device().clone();
             let dim = last_dim(xl);
             let (x0, x1) = contiguous_rows(xl, "x")?;
-            let (s0, s1) = contiguous_rows(sl, "scale")?;
-            if dim % 8 != 0 || s1 - s0 != dim {
+            let (s0, s1) = contiguous_rows(sl, "weight and factor")?;
+            if dim % 8 != 0 || s1 - s0 != 2 * dim {
                 bail!(
-                    "rms_norm_scale: dim {dim} must be a multiple of 8 and match scale {}",
+                    "rms_norm_scale: dim {dim} must be a multiple of 8 and weight+factor hold 2·dim, not {}",
                     s1 - s0
                 );
             }
@@ -265,8 +291,14 @@ mod cuda {
             let out = unsafe { dev.alloc::<bf16>(rows * dim)? };
             let func = dev.get_or_load_custom_func("zi_rms_norm_scale_bf16", MODULE, PTX)?;
             let mut b = func.builder();
-            let (dim_i, stride, eps) = (dim as i32, dim as i64, self.eps);
-            b.arg(&xs).arg(&ss).arg(&out).arg(&dim_i).arg(&stride).arg(&eps);
+            let (dim_i, stride, eps, has_factor) = (dim as i32, dim as i64, self.eps, self.has_factor as i32);
+            b.arg(&xs)
+                .arg(&ss)
+                .arg(&out)
+                .arg(&dim_i)
+                .arg(&stride)
+                .arg(&eps)
+                .arg(&has_factor);
             let cfg = LaunchConfig {
                 grid_dim: (rows as u32, 1, 1),
                 block_dim: (row_threads(dim), 1, 1),
@@ -282,12 +314,14 @@ mod cuda {
         ((dim / 8).div_ceil(32) * 32).clamp(32, 512) as u32
     }
 
-    pub fn rms_norm_scale(x: &Tensor, scale: &Tensor, eps: f32) -> Result<Tensor> {
-        x.contiguous()?.apply_op2_no_bwd(scale, &RmsNormScale { eps })
+    pub fn rms_norm_scale(x: &Tensor, weight_factor: &Tensor, has_factor: bool, eps: f32) -> Result<Tensor> {
+        x.contiguous()?
+            .apply_op2_no_bwd(weight_factor, &RmsNormScale { eps, has_factor })
     }
 
     struct GatedResidualNorm {
         eps: f32,
+        has_gate: bool,
     }
 
     impl CustomOp3 for GatedResidualNorm {
@@ -319,7 +353,7 @@ mod cuda {
             let (x0, x1) = contiguous_rows(xl, "x")?;
             let (b0, b1) = contiguous_rows(bl, "branch")?;
             let (g0, g1) = contiguous_rows(gl, "gate")?;
-            if dim % 8 != 0 || x1 - x0 != b1 - b0 || g1 - g0 != dim {
+            if dim % 8 != 0 || x1 - x0 != b1 - b0 || g1 - g0 != 2 * dim {
                 bail!(
                     "gated_residual_norm: shapes {:?} {:?} {:?}",
                     xl.shape(),
@@ -334,8 +368,14 @@ mod cuda {
             let out = unsafe { dev.alloc::<bf16>(rows * dim)? };
             let func = dev.get_or_load_custom_func("zi_gated_residual_norm_bf16", MODULE, PTX)?;
             let mut b = func.builder();
-            let (dim_i, eps) = (dim as i32, self.eps);
-            b.arg(&xs).arg(&bs).arg(&gs).arg(&out).arg(&dim_i).arg(&eps);
+            let (dim_i, eps, has_gate) = (dim as i32, self.eps, self.has_gate as i32);
+            b.arg(&xs)
+                .arg(&bs)
+                .arg(&gs)
+                .arg(&out)
+                .arg(&dim_i)
+                .arg(&eps)
+                .arg(&has_gate);
             let cfg = LaunchConfig {
                 grid_dim: (rows as u32, 1, 1),
                 block_dim: (row_threads(dim), 1, 1),
@@ -346,9 +386,18 @@ mod cuda {
         }
     }
 
-    pub fn gated_residual_norm(x: &Tensor, branch: &Tensor, gate: &Tensor, eps: f32) -> Result<Tensor> {
-        x.contiguous()?
-            .apply_op3_no_bwd(&branch.contiguous()?, gate, &GatedResidualNorm { eps })
+    pub fn gated_residual_norm(
+        x: &Tensor,
+        branch: &Tensor,
+        weight_gate: &Tensor,
+        has_gate: bool,
+        eps: f32,
+    ) -> Result<Tensor> {
+        x.contiguous()?.apply_op3_no_bwd(
+            &branch.contiguous()?,
+            weight_gate,
+            &GatedResidualNorm { eps, has_gate },
+        )
     }
 
     struct Swiglu;

@@ -8,6 +8,7 @@ pub mod fused;
 pub mod loader;
 pub mod pipeline;
 pub mod preview;
+pub mod profile;
 pub mod scheduler;
 pub mod text_encoder;
 pub mod tokenizer;

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 
+use super::profile::scope;
 use super::scheduler::FlowMatchEuler;
 use super::transformer::ZImageTransformer;
 use super::{GenerationRequest, ModelError, Progress, Result, RgbImage, Stage, StageTimings};
@@ -138,7 +139,9 @@ impl ZImagePipeline {
 
         progress.stage(Stage::Encode);
         let started = synchronized_now(&device)?;
-        let (caption, warnings) = self.text_encoder.encode(&request.prompt)?;
+        let (caption, warnings) = scope("text encoder", &device, || {
+            self.text_encoder.encode(&request.prompt)
+        })?;
         let caption = caption.to_device(&device)?;
         timings.encode = synchronized_now(&device)? - started;
         if progress.cancelled() {
@@ -162,7 +165,9 @@ impl ZImagePipeline {
             let velocity = self
                 .transformer
                 .forward_with_caption(&latents, &t, &caption, &layout)?;
-            latents = schedule.step(i, &latents, &velocity)?;
+            latents = scope("scheduler step", &device, || {
+                schedule.step(i, &latents, &velocity)
+            })?;
             let now = synchronized_now(&device)?;
             let elapsed = now - step_started;
             timings.steps.push(elapsed);
@@ -175,6 +180,7 @@ impl ZImagePipeline {
 
         progress.stage(Stage::Decode);
         let started = synchronized_now(&device)?;
+        // the decoder's kernel classes are timed inside; the RGB8 conversion is the rest
         let image = self.vae.decode(&latents)?;
         timings.decode = synchronized_now(&device)? - started;
         Ok(Generated {

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
+use candle_nn::{Embedding, Linear, VarBuilder};
 
 use super::pipeline::PromptEmbedder;
 use super::tokenizer::PromptTokenizer;
@@ -182,8 +182,8 @@ impl Attention {
             k_proj: candle_nn::linear_b(h, kv_out, bias, vb.pp("k_proj"))?,
             v_proj: candle_nn::linear_b(h, kv_out, bias, vb.pp("v_proj"))?,
             o_proj: candle_nn::linear_b(q_out, h, bias, vb.pp("o_proj"))?,
-            q_norm: candle_nn::rms_norm(d, cfg.rms_norm_eps, vb.pp("q_norm"))?,
-            k_norm: candle_nn::rms_norm(d, cfg.rms_norm_eps, vb.pp("k_norm"))?,
+            q_norm: RmsNorm::load(d, cfg.rms_norm_eps, vb.pp("q_norm"))?,
+            k_norm: RmsNorm::load(d, cfg.rms_norm_eps, vb.pp("k_norm"))?,
             num_heads: cfg.num_attention_heads,
             num_kv_heads: cfg.num_key_value_heads,
             head_dim: d,
@@ -217,15 +217,36 @@ impl Attention {
         let v = repeat_kv(&v, group)?;
 
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?;
-        // Softmax in f32 whatever the model dtype, as transformers does.
-        let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?.broadcast_add(mask)?)?
-            .to_dtype(v.dtype())?;
+        // Scores and softmax in f32 whatever the model dtype, as PyTorch's fused attention
+        // kernels accumulate them (bf16 scores would round the logits before the softmax).
+        let scores = (q.to_dtype(DType::F32)?.matmul(&k.to_dtype(DType::F32)?.t()?)? * scale)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(mask)?)?.to_dtype(v.dtype())?;
         let out = probs
             .matmul(&v)?
             .transpose(1, 2)?
             .reshape((b, seq, self.num_heads * self.head_dim))?;
         self.o_proj.forward(&out)
+    }
+}
+
+/// Qwen3's RMSNorm: f32 statistics, rounded to the model dtype after the norm and again after the
+/// weight, as transformers' `Qwen3RMSNorm` (`fused::rms_norm`; fused on CUDA).
+#[derive(Debug, Clone)]
+struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn load(dim: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(dim, "weight", candle_nn::Init::Const(1.0))?,
+            eps,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        super::fused::rms_norm(&xs.contiguous()?, &self.weight, self.eps)
     }
 }
 
@@ -272,13 +293,9 @@ struct DecoderLayer {
 impl DecoderLayer {
     fn new(cfg: &Qwen3Config, vb: VarBuilder) -> candle_core::Result<Self> {
         Ok(Self {
-            input_layernorm: candle_nn::rms_norm(
-                cfg.hidden_size,
-                cfg.rms_norm_eps,
-                vb.pp("input_layernorm"),
-            )?,
+            input_layernorm: RmsNorm::load(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
             self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
-            post_attention_layernorm: candle_nn::rms_norm(
+            post_attention_layernorm: RmsNorm::load(
                 cfg.hidden_size,
                 cfg.rms_norm_eps,
                 vb.pp("post_attention_layernorm"),

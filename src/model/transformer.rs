@@ -20,6 +20,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::Deserialize;
 
+use super::profile::scope;
 use super::{fused, ModelError, Result};
 
 /// Token sequences are padded to a multiple of this.
@@ -203,7 +204,7 @@ impl ZImageTransformerConfig {
     }
 }
 
-/// RMSNorm with a learned scale; candle's kernel reduces in f32 for half types.
+/// RMSNorm with a learned scale, reduced in f32 and rounded as diffusers rounds (`fused::rms_norm`).
 #[derive(Debug, Clone)]
 struct RmsNorm {
     weight: Tensor,
@@ -219,10 +220,10 @@ impl RmsNorm {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::rms_norm(
+        Ok(fused::rms_norm(
             &x.contiguous()?,
             &self.weight,
-            self.eps,
+            f64::from(self.eps),
         )?)
     }
 
@@ -366,16 +367,19 @@ impl Attention {
 
     /// `x`: `[b, seq, dim]` → `[b, seq, dim]`.
     fn forward(&self, x: &Tensor, rope: &Rope) -> Result<Tensor> {
-        let qkv = self.to_qkv.forward(x)?;
-        let out = fused::self_attention(
-            &qkv,
-            self.n_heads,
-            &self.norm_q,
-            &self.norm_k,
-            &rope.tables,
-            QK_NORM_EPS,
-        )?;
-        Ok(self.to_out.forward(&out)?)
+        let dev = x.device();
+        let qkv = scope("dit.gemm qkv", dev, || self.to_qkv.forward(x))?;
+        let out = scope("dit.attention (qk-norm, rope, sdpa)", dev, || {
+            fused::self_attention(
+                &qkv,
+                self.n_heads,
+                &self.norm_q,
+                &self.norm_k,
+                &rope.tables,
+                QK_NORM_EPS,
+            )
+        })?;
+        Ok(scope("dit.gemm out", dev, || self.to_out.forward(&out))?)
     }
 }
 
@@ -398,8 +402,10 @@ impl FeedForward {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gated = fused::swiglu(&self.w13.forward(x)?)?;
-        Ok(self.w2.forward(&gated)?)
+        let dev = x.device();
+        let h = scope("dit.gemm w1|w3", dev, || self.w13.forward(x))?;
+        let gated = scope("dit.swiglu", dev, || fused::swiglu(&h))?;
+        Ok(scope("dit.gemm w2", dev, || self.w2.forward(&gated))?)
     }
 }
 
@@ -443,11 +449,12 @@ impl TransformerBlock {
     /// `x`: `[b, seq, dim]`; `adaln`: `[b, adaln_dim]`, required iff the block is modulated.
     /// Each half is `x + gate · norm2(branch(norm1(x) · scale))`, done by two fused calls.
     fn forward(&self, x: &Tensor, rope: &Rope, adaln: Option<&Tensor>) -> Result<Tensor> {
+        let dev = x.device();
         let mods = match (&self.modulation, adaln) {
-            (Some(modulation), Some(adaln)) => {
+            (Some(modulation), Some(adaln)) => Some(scope("dit.adaLN", dev, || {
                 let m = modulation.forward(adaln)?.flatten_all()?.chunk(4, 0)?;
-                Some([(&m[0] + 1.0)?, m[1].tanh()?, (&m[2] + 1.0)?, m[3].tanh()?])
-            }
+                Ok::<_, candle_core::Error>([(&m[0] + 1.0)?, m[1].tanh()?, (&m[2] + 1.0)?, m[3].tanh()?])
+            })?),
             (None, None) => None,
             _ => {
                 return Err(ModelError::Compute(
@@ -460,12 +467,18 @@ impl TransformerBlock {
             None => [None; 4],
         };
         let x = x.contiguous()?;
-        let attn_in = self.attention_norm1.modulated(&x, scale_msa)?;
+        const MODULATE: &str = "dit.norm·modulate";
+        const RESIDUAL: &str = "dit.norm·gate + residual";
+        let attn_in = scope(MODULATE, dev, || self.attention_norm1.modulated(&x, scale_msa))?;
         let attn_out = self.attention.forward(&attn_in, rope)?;
-        let x = self.attention_norm2.gated_residual(&x, &attn_out, gate_msa)?;
-        let ffn_in = self.ffn_norm1.modulated(&x, scale_mlp)?;
+        let x = scope(RESIDUAL, dev, || {
+            self.attention_norm2.gated_residual(&x, &attn_out, gate_msa)
+        })?;
+        let ffn_in = scope(MODULATE, dev, || self.ffn_norm1.modulated(&x, scale_mlp))?;
         let ffn_out = self.feed_forward.forward(&ffn_in)?;
-        self.ffn_norm2.gated_residual(&x, &ffn_out, gate_mlp)
+        scope(RESIDUAL, dev, || {
+            self.ffn_norm2.gated_residual(&x, &ffn_out, gate_mlp)
+        })
     }
 }
 
@@ -715,24 +728,31 @@ impl ZImageTransformer {
                 layout.latent_width
             )));
         }
-        let adaln = self
-            .t_embedder
-            .forward(&t.affine(self.config.t_scale, 0.0)?, self.dtype)?;
-
-        let patches = patchify(&latents.to_dtype(self.dtype)?.squeeze(0)?)?;
-        let embedded = self.x_embedder.forward(&patches)?;
-        let mut x = self.append_pad(embedded, &self.x_pad_token, layout.image_padded)?;
+        let dev = latents.device();
+        let (adaln, mut x) = scope("dit.embed (t, patches)", dev, || {
+            let adaln = self
+                .t_embedder
+                .forward(&t.affine(self.config.t_scale, 0.0)?, self.dtype)?;
+            let patches = patchify(&latents.to_dtype(self.dtype)?.squeeze(0)?)?;
+            let embedded = self.x_embedder.forward(&patches)?;
+            Ok::<_, ModelError>((
+                adaln,
+                self.append_pad(embedded, &self.x_pad_token, layout.image_padded)?,
+            ))
+        })?;
         for block in &self.noise_refiner {
             x = block.forward(&x, &layout.image_rope, Some(&adaln))?;
         }
 
-        let mut unified = Tensor::cat(&[&x, caption], 1)?;
+        let mut unified = scope("dit.concat", dev, || Tensor::cat(&[&x, caption], 1))?;
         for block in &self.layers {
             unified = block.forward(&unified, &layout.unified_rope, Some(&adaln))?;
         }
-        let out = self.final_layer.forward(&unified, &adaln)?;
-        let out = out.squeeze(0)?.narrow(0, 0, layout.image_len)?;
-        Ok(unpatchify(&out, channels, height, width)?.unsqueeze(0)?)
+        scope("dit.final layer", dev, || {
+            let out = self.final_layer.forward(&unified, &adaln)?;
+            let out = out.squeeze(0)?.narrow(0, 0, layout.image_len)?;
+            Ok(unpatchify(&out, channels, height, width)?.unsqueeze(0)?)
+        })
     }
 
     /// The whole forward, as diffusers' `ZImageTransformer2DModel.forward` for one image:

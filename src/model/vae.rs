@@ -14,11 +14,16 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
 
 use super::pipeline::LatentDecoder;
+use super::profile::scope;
 use super::{ModelError, Result, RgbImage};
 
+#[cfg(feature = "cudnn")]
+mod cuda;
+mod layout;
 mod norm;
 mod tiling;
 
+pub use layout::ActivationLayout;
 use norm::{CoreRegion, GroupNorm, NormContext, StatsRecorder};
 use tiling::{tile_spans, weight_sums};
 
@@ -171,41 +176,85 @@ impl VaeConfig {
 
 const NORM_EPS: f64 = 1e-6;
 
-/// A convolution in the weights' dtype, except on the CPU where candle has no bf16/f16 conv
-/// kernel: there it runs in f32 (weights upcast once at load) and casts back.
-struct Conv {
-    inner: Conv2d,
+/// A convolution: candle's (channels-first) in the weights' dtype, except on the CPU where candle
+/// has no bf16/f16 conv kernel: there it runs in f32 (weights upcast once at load) and casts back;
+/// or, channels-last, a cuDNN graph with the bias (and a residual) fused.
+enum Conv {
+    ChannelsFirst(Conv2d),
+    #[cfg(feature = "cudnn")]
+    ChannelsLast {
+        conv: cuda::ChannelsLastConv,
+        out_channels: usize,
+    },
 }
 
 impl Conv {
-    fn new(cin: usize, cout: usize, kernel: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn new(
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        vb: VarBuilder,
+        layout: ActivationLayout,
+    ) -> candle_core::Result<Self> {
         let config = Conv2dConfig {
             padding: kernel / 2,
             ..Default::default()
         };
         let conv = candle_nn::conv2d(cin, cout, kernel, config, vb.clone())?;
+        if layout == ActivationLayout::ChannelsLast {
+            #[cfg(feature = "cudnn")]
+            return Ok(Self::ChannelsLast {
+                conv: cuda::ChannelsLastConv::new(conv.weight(), conv.bias())?,
+                out_channels: cout,
+            });
+        }
         let half = matches!(vb.dtype(), DType::BF16 | DType::F16);
-        let inner = if half && vb.device().is_cpu() {
+        Ok(Self::ChannelsFirst(if half && vb.device().is_cpu() {
             let bias = conv.bias().map(|b| b.to_dtype(DType::F32)).transpose()?;
             Conv2d::new(conv.weight().to_dtype(DType::F32)?, bias, config)
         } else {
             conv
-        };
-        Ok(Self { inner })
+        }))
     }
 
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        let compute = self.inner.weight().dtype();
-        if xs.dtype() == compute {
-            self.inner.forward(xs)
-        } else {
-            self.inner.forward(&xs.to_dtype(compute)?)?.to_dtype(xs.dtype())
+        self.forward_plus(xs, None)
+    }
+
+    /// `conv(xs) + residual` (the residual's add is fused on the channels-last path).
+    fn forward_plus(&self, xs: &Tensor, residual: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        scope("vae.conv", xs.device(), || self.run(xs, residual))
+    }
+
+    fn run(&self, xs: &Tensor, residual: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        match self {
+            Self::ChannelsFirst(conv) => {
+                let compute = conv.weight().dtype();
+                let out = if xs.dtype() == compute {
+                    conv.forward(xs)?
+                } else {
+                    conv.forward(&xs.to_dtype(compute)?)?.to_dtype(xs.dtype())?
+                };
+                match residual {
+                    Some(r) => r + out,
+                    None => Ok(out),
+                }
+            }
+            #[cfg(feature = "cudnn")]
+            Self::ChannelsLast { conv, out_channels } => {
+                let out = conv.forward(xs, residual)?;
+                if *out_channels == conv.out_channels() {
+                    Ok(out)
+                } else {
+                    out.narrow(3, 0, *out_channels)
+                }
+            }
         }
     }
 }
 
-fn conv3x3(cin: usize, cout: usize, vb: VarBuilder) -> candle_core::Result<Conv> {
-    Conv::new(cin, cout, 3, vb)
+fn conv3x3(cin: usize, cout: usize, vb: VarBuilder, layout: ActivationLayout) -> candle_core::Result<Conv> {
+    Conv::new(cin, cout, 3, vb, layout)
 }
 
 struct ResnetBlock {
@@ -217,36 +266,42 @@ struct ResnetBlock {
 }
 
 impl ResnetBlock {
-    fn new(cin: usize, cout: usize, groups: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn new(
+        cin: usize,
+        cout: usize,
+        groups: usize,
+        vb: VarBuilder,
+        layout: ActivationLayout,
+    ) -> candle_core::Result<Self> {
         let conv_shortcut = if cin != cout {
-            Some(Conv::new(cin, cout, 1, vb.pp("conv_shortcut"))?)
+            Some(Conv::new(cin, cout, 1, vb.pp("conv_shortcut"), layout)?)
         } else {
             None
         };
         Ok(Self {
-            norm1: GroupNorm::new(groups, cin, NORM_EPS, vb.pp("norm1"))?,
-            conv1: conv3x3(cin, cout, vb.pp("conv1"))?,
-            norm2: GroupNorm::new(groups, cout, NORM_EPS, vb.pp("norm2"))?,
-            conv2: conv3x3(cout, cout, vb.pp("conv2"))?,
+            norm1: GroupNorm::new(groups, cin, NORM_EPS, vb.pp("norm1"), layout)?,
+            conv1: conv3x3(cin, cout, vb.pp("conv1"), layout)?,
+            norm2: GroupNorm::new(groups, cout, NORM_EPS, vb.pp("norm2"), layout)?,
+            conv2: conv3x3(cout, cout, vb.pp("conv2"), layout)?,
             conv_shortcut,
         })
     }
 
     fn forward(&self, xs: &Tensor, norms: &mut NormContext) -> candle_core::Result<Tensor> {
-        let h = candle_nn::ops::silu(&self.norm1.forward(xs, norms)?)?;
-        let h = self.conv1.forward(&h)?;
-        let h = candle_nn::ops::silu(&self.norm2.forward(&h, norms)?)?;
-        let h = self.conv2.forward(&h)?;
-        match &self.conv_shortcut {
-            Some(conv) => conv.forward(xs)? + h,
-            None => xs + h,
-        }
+        let h = self.conv1.forward(&self.norm1.forward(xs, norms, true)?)?;
+        let h = self.norm2.forward(&h, norms, true)?;
+        let shortcut = match &self.conv_shortcut {
+            Some(conv) => conv.forward(xs)?,
+            None => xs.clone(),
+        };
+        self.conv2.forward_plus(&h, Some(&shortcut))
     }
 }
 
 /// Single-head self-attention over all pixels (diffusers' deprecated-attn-block `Attention`).
 struct SpatialAttention {
     group_norm: GroupNorm,
+    layout: ActivationLayout,
     to_q: Linear,
     to_k: Linear,
     to_v: Linear,
@@ -254,12 +309,18 @@ struct SpatialAttention {
 }
 
 /// Bytes of f32 scores one attention chunk may hold; bounds memory at large sizes.
-const ATTENTION_CHUNK_BYTES: usize = 256 << 20;
+const ATTENTION_CHUNK_BYTES: usize = 64 << 20;
 
 impl SpatialAttention {
-    fn new(channels: usize, groups: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn new(
+        channels: usize,
+        groups: usize,
+        vb: VarBuilder,
+        layout: ActivationLayout,
+    ) -> candle_core::Result<Self> {
         Ok(Self {
-            group_norm: GroupNorm::new(groups, channels, NORM_EPS, vb.pp("group_norm"))?,
+            group_norm: GroupNorm::new(groups, channels, NORM_EPS, vb.pp("group_norm"), layout)?,
+            layout,
             to_q: candle_nn::linear(channels, channels, vb.pp("to_q"))?,
             to_k: candle_nn::linear(channels, channels, vb.pp("to_k"))?,
             to_v: candle_nn::linear(channels, channels, vb.pp("to_v"))?,
@@ -268,14 +329,29 @@ impl SpatialAttention {
     }
 
     fn forward(&self, xs: &Tensor, norms: &mut NormContext) -> candle_core::Result<Tensor> {
-        let (b, c, h, w) = xs.dims4()?;
+        let (h, w) = self.layout.spatial_size(xs)?;
+        let (b, c) = (xs.dim(0)?, xs.dim(self.layout.channel_axis())?);
+        let normed = self.group_norm.forward(xs, norms, false)?;
+        scope("vae.attention", xs.device(), || {
+            self.attend(xs, &normed, (b, c, h, w))
+        })
+    }
+
+    /// Attention over the normed features; `xs` is the block input (the residual).
+    fn attend(
+        &self,
+        xs: &Tensor,
+        normed: &Tensor,
+        (b, c, h, w): (usize, usize, usize, usize),
+    ) -> candle_core::Result<Tensor> {
         let pixels = h * w;
-        let seq = self
-            .group_norm
-            .forward(xs, norms)?
-            .reshape((b, c, pixels))?
-            .transpose(1, 2)?
-            .contiguous()?;
+        // [b, pixels, c]: a reshape channels-last, a transpose channels-first
+        let seq = match self.layout {
+            ActivationLayout::ChannelsFirst => {
+                normed.reshape((b, c, pixels))?.transpose(1, 2)?.contiguous()?
+            }
+            ActivationLayout::ChannelsLast => normed.reshape((b, pixels, c))?,
+        };
         let q = self.to_q.forward(&seq)?;
         let k_t = self.to_k.forward(&seq)?.t()?.contiguous()?;
         let v = self.to_v.forward(&seq)?;
@@ -295,11 +371,11 @@ impl SpatialAttention {
         } else {
             Tensor::cat(&chunks, 1)?
         };
-        let out = self
-            .to_out
-            .forward(&attended)?
-            .transpose(1, 2)?
-            .reshape((b, c, h, w))?;
+        let out = self.to_out.forward(&attended)?;
+        let out = match self.layout {
+            ActivationLayout::ChannelsFirst => out.transpose(1, 2)?.reshape((b, c, h, w))?,
+            ActivationLayout::ChannelsLast => out.reshape((b, h, w, c))?,
+        };
         xs + out
     }
 }
@@ -311,16 +387,27 @@ struct MidBlock {
 }
 
 impl MidBlock {
-    fn new(channels: usize, groups: usize, attention: bool, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn new(
+        channels: usize,
+        groups: usize,
+        attention: bool,
+        vb: VarBuilder,
+        layout: ActivationLayout,
+    ) -> candle_core::Result<Self> {
         let attention = if attention {
-            Some(SpatialAttention::new(channels, groups, vb.pp("attentions.0"))?)
+            Some(SpatialAttention::new(
+                channels,
+                groups,
+                vb.pp("attentions.0"),
+                layout,
+            )?)
         } else {
             None
         };
         Ok(Self {
-            resnet_in: ResnetBlock::new(channels, channels, groups, vb.pp("resnets.0"))?,
+            resnet_in: ResnetBlock::new(channels, channels, groups, vb.pp("resnets.0"), layout)?,
             attention,
-            resnet_out: ResnetBlock::new(channels, channels, groups, vb.pp("resnets.1"))?,
+            resnet_out: ResnetBlock::new(channels, channels, groups, vb.pp("resnets.1"), layout)?,
         })
     }
 
@@ -336,6 +423,7 @@ impl MidBlock {
 struct UpBlock {
     resnets: Vec<ResnetBlock>,
     upsample_conv: Option<Conv>,
+    layout: ActivationLayout,
 }
 
 impl UpBlock {
@@ -345,14 +433,26 @@ impl UpBlock {
             xs = resnet.forward(&xs, norms)?;
         }
         if let Some(conv) = &self.upsample_conv {
-            let (_, _, h, w) = xs.dims4()?;
-            xs = conv.forward(&xs.upsample_nearest2d(2 * h, 2 * w)?)?;
+            let upsampled = scope("vae.upsample", xs.device(), || match self.layout {
+                ActivationLayout::ChannelsFirst => {
+                    let (h, w) = self.layout.spatial_size(&xs)?;
+                    xs.upsample_nearest2d(2 * h, 2 * w)
+                }
+                #[cfg(feature = "cudnn")]
+                ActivationLayout::ChannelsLast => cuda::upsample2x(&xs),
+                #[cfg(not(feature = "cudnn"))]
+                ActivationLayout::ChannelsLast => {
+                    candle_core::bail!("channels-last needs the `cudnn` feature")
+                }
+            })?;
+            xs = conv.forward(&upsampled)?;
         }
         Ok(xs)
     }
 }
 
 struct Decoder {
+    layout: ActivationLayout,
     conv_in: Conv,
     mid_block: MidBlock,
     up_blocks: Vec<UpBlock>,
@@ -361,7 +461,7 @@ struct Decoder {
 }
 
 impl Decoder {
-    fn new(cfg: &VaeConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn new(cfg: &VaeConfig, vb: VarBuilder, layout: ActivationLayout) -> candle_core::Result<Self> {
         let groups = cfg.norm_num_groups;
         let top = *cfg.block_out_channels.last().unwrap_or(&cfg.latent_channels);
         let reversed: Vec<usize> = cfg.block_out_channels.iter().rev().copied().collect();
@@ -376,44 +476,55 @@ impl Decoder {
                         out,
                         groups,
                         vb.pp(format!("resnets.{j}")),
+                        layout,
                     )
                 })
                 .collect::<candle_core::Result<Vec<_>>>()?;
             let upsample_conv = if i + 1 < reversed.len() {
-                Some(conv3x3(out, out, vb.pp("upsamplers.0.conv"))?)
+                Some(conv3x3(out, out, vb.pp("upsamplers.0.conv"), layout)?)
             } else {
                 None
             };
             up_blocks.push(UpBlock {
                 resnets,
                 upsample_conv,
+                layout,
             });
             prev = out;
         }
         let bottom = cfg.block_out_channels[0];
         Ok(Self {
-            conv_in: conv3x3(cfg.latent_channels, top, vb.pp("conv_in"))?,
-            mid_block: MidBlock::new(top, groups, cfg.mid_block_add_attention, vb.pp("mid_block"))?,
+            layout,
+            conv_in: conv3x3(cfg.latent_channels, top, vb.pp("conv_in"), layout)?,
+            mid_block: MidBlock::new(
+                top,
+                groups,
+                cfg.mid_block_add_attention,
+                vb.pp("mid_block"),
+                layout,
+            )?,
             up_blocks,
-            conv_norm_out: GroupNorm::new(groups, bottom, NORM_EPS, vb.pp("conv_norm_out"))?,
-            conv_out: conv3x3(bottom, cfg.out_channels, vb.pp("conv_out"))?,
+            conv_norm_out: GroupNorm::new(groups, bottom, NORM_EPS, vb.pp("conv_norm_out"), layout)?,
+            conv_out: conv3x3(bottom, cfg.out_channels, vb.pp("conv_out"), layout)?,
         })
     }
 
-    /// conv_in + mid block: the latent-resolution part.
+    /// conv_in + mid block: the latent-resolution part. `z` is `[b, c, h, w]`; the result is in
+    /// the decoder's layout.
     fn low_res(&self, z: &Tensor) -> candle_core::Result<Tensor> {
+        let z = self.layout.from_channels_first(z)?;
         self.mid_block
-            .forward(&self.conv_in.forward(z)?, &mut NormContext::local())
+            .forward(&self.conv_in.forward(&z)?, &mut NormContext::local())
     }
 
-    /// Up blocks + output head: latent-resolution features → image.
+    /// Up blocks + output head: latent-resolution features (decoder layout) → image `[b, 3, H, W]`.
     fn high_res(&self, xs: &Tensor, norms: &mut NormContext) -> candle_core::Result<Tensor> {
         let mut xs = xs.clone();
         for block in &self.up_blocks {
             xs = block.forward(&xs, norms)?;
         }
-        let xs = candle_nn::ops::silu(&self.conv_norm_out.forward(&xs, norms)?)?;
-        self.conv_out.forward(&xs)
+        let xs = self.conv_norm_out.forward(&xs, norms, true)?;
+        self.layout.to_channels_first(&self.conv_out.forward(&xs)?)
     }
 }
 
@@ -478,14 +589,35 @@ pub struct VaeDecoder {
 
 impl VaeDecoder {
     /// `vb` points at the VAE's root (`vae/` safetensors: `decoder.*`, `post_quant_conv.*`).
+    /// Uses the fastest activation layout for the weights' device and dtype.
     pub fn new(vb: VarBuilder, cfg: &VaeConfig) -> Result<Self> {
+        let layout = ActivationLayout::fastest_for(vb.device(), vb.dtype());
+        Self::with_layout(vb, cfg, layout)
+    }
+
+    /// As `new` with a chosen layout (channels-first is the reference path on any device).
+    pub fn with_layout(vb: VarBuilder, cfg: &VaeConfig, layout: ActivationLayout) -> Result<Self> {
+        if layout == ActivationLayout::ChannelsLast
+            && ActivationLayout::fastest_for(vb.device(), vb.dtype()) != layout
+        {
+            return Err(ModelError::BadInput(
+                "the channels-last VAE needs bf16 weights on CUDA and the `cudnn` feature".into(),
+            ));
+        }
+        // post_quant_conv runs on the latent before the layout change
         let post_quant_conv = if cfg.use_post_quant_conv {
             let c = cfg.latent_channels;
-            Some(Conv::new(c, c, 1, vb.pp("post_quant_conv"))?)
+            Some(Conv::new(
+                c,
+                c,
+                1,
+                vb.pp("post_quant_conv"),
+                ActivationLayout::ChannelsFirst,
+            )?)
         } else {
             None
         };
-        let decoder = Decoder::new(cfg, vb.pp("decoder"))?;
+        let decoder = Decoder::new(cfg, vb.pp("decoder"), layout)?;
         Ok(Self {
             decoder,
             post_quant_conv,
@@ -498,6 +630,10 @@ impl VaeDecoder {
 
     pub fn config(&self) -> &VaeConfig {
         &self.cfg
+    }
+
+    pub fn layout(&self) -> ActivationLayout {
+        self.decoder.layout
     }
 
     /// Sets how the pipeline's `decode` call runs (e.g. always tiled in low-VRAM mode).
@@ -531,6 +667,41 @@ impl VaeDecoder {
         Ok(self
             .decoder
             .high_res(&self.decoder.low_res(&z)?, &mut NormContext::local())?)
+    }
+
+    /// Measurement only: an untiled decode with a device synchronisation after each part, and
+    /// the wall time of each (`conv_in`, `mid_block`, `up_blocks.N`, `head`), in seconds.
+    pub fn profile_parts(&self, latents: &Tensor) -> Result<Vec<(String, f64)>> {
+        let z = self.check_latents(&self.unscale_latents(latents)?)?;
+        let decoder = &self.decoder;
+        let mut parts = Vec::new();
+        let mut timed =
+            |name: String, f: &mut dyn FnMut() -> candle_core::Result<Tensor>| -> Result<Tensor> {
+                self.device.synchronize()?;
+                let start = std::time::Instant::now();
+                let out = f()?;
+                self.device.synchronize()?;
+                parts.push((name, start.elapsed().as_secs_f64()));
+                Ok(out)
+            };
+        let mut norms = NormContext::local();
+        let xs = timed("conv_in".into(), &mut || {
+            decoder.conv_in.forward(&decoder.layout.from_channels_first(&z)?)
+        })?;
+        let mut xs = timed("mid_block".into(), &mut || {
+            decoder.mid_block.forward(&xs, &mut NormContext::local())
+        })?;
+        for (i, block) in decoder.up_blocks.iter().enumerate() {
+            xs = timed(format!("up_blocks.{i}"), &mut || block.forward(&xs, &mut norms))?;
+        }
+        timed("head".into(), &mut || {
+            let normed = decoder.conv_norm_out.forward(&xs, &mut norms, true)?;
+            decoder
+                .layout
+                .to_channels_first(&decoder.conv_out.forward(&normed)?)?
+                .contiguous()
+        })?;
+        Ok(parts)
     }
 
     /// Pipeline latents → image tensor `[b, 3, 8h, 8w]` in f32, roughly in `[-1, 1]`.
@@ -584,13 +755,15 @@ impl VaeDecoder {
             )));
         }
         let features = self.decoder.low_res(&self.check_latents(z)?)?;
-        let (_, _, h, w) = features.dims4()?;
+        let layout = self.decoder.layout;
+        let (h, w) = layout.spatial_size(&features)?;
+        let (axis_y, axis_x) = layout.spatial_axes();
         let rows = tile_spans(h, tiles.tile, tiles.overlap);
         let cols = tile_spans(w, tiles.tile, tiles.overlap);
         let tile_at = |row: &tiling::TileSpan, col: &tiling::TileSpan| -> candle_core::Result<Tensor> {
             features
-                .narrow(2, row.start, row.len)?
-                .narrow(3, col.start, col.len)?
+                .narrow(axis_y, row.start, row.len)?
+                .narrow(axis_x, col.start, col.len)?
                 .contiguous()
         };
 
@@ -663,7 +836,8 @@ impl LatentDecoder for VaeDecoder {
 }
 
 /// `[1, 3, H, W]` decoder output → RGB8 as diffusers' `VaeImageProcessor.postprocess` (pil):
-/// `(x·0.5 + 0.5).clamp(0, 1)`, then `round(x·255)` with ties to even (numpy), all in f32.
+/// `(x·0.5 + 0.5).clamp(0, 1)`, then `round(x·255)` with ties to even (numpy), all in f32. Runs on
+/// the image's device, so 3 bytes a pixel cross to the host instead of 12.
 pub fn image_to_rgb8(image: &Tensor) -> Result<RgbImage> {
     let (b, c, h, w) = image.dims4()?;
     if b != 1 || c != 3 {
@@ -672,13 +846,15 @@ pub fn image_to_rgb8(image: &Tensor) -> Result<RgbImage> {
             image.dims()
         )));
     }
-    let hwc = image
-        .squeeze(0)?
-        .to_dtype(DType::F32)?
-        .permute((1, 2, 0))?
-        .contiguous()?;
-    let values = hwc.flatten_all()?.to_vec1::<f32>()?;
-    let pixels = values.into_iter().map(to_u8).collect();
+    let pixels = scope("vae.to rgb8", image.device(), || {
+        let scaled = (image.to_dtype(DType::F32)?.affine(0.5, 0.5)?.clamp(0f32, 1f32)? * 255.0)?;
+        round_ties_even(&scaled)?
+            .squeeze(0)?
+            .permute((1, 2, 0))?
+            .to_dtype(DType::U8)?
+            .flatten_all()?
+            .to_vec1::<u8>()
+    })?;
     Ok(RgbImage {
         width: w as u32,
         height: h as u32,
@@ -686,10 +862,11 @@ pub fn image_to_rgb8(image: &Tensor) -> Result<RgbImage> {
     })
 }
 
-fn to_u8(x: f32) -> u8 {
-    let unit = (x * 0.5 + 0.5).clamp(0.0, 1.0);
-    // NaN clamps to NaN and casts to 0; the value is in [0, 255] otherwise.
-    (unit * 255.0).round_ties_even() as u8
+/// Rounds f32 values in [0, 2^22] to integers, ties to even (numpy's `round`), on any device:
+/// adding and removing 1.5·2^23 leaves no fraction bits, and f32 addition rounds ties to even.
+fn round_ties_even(values: &Tensor) -> candle_core::Result<Tensor> {
+    const SHIFT: f64 = 12_582_912.0;
+    (values + SHIFT)? - SHIFT
 }
 
 #[cfg(test)]
@@ -718,18 +895,31 @@ mod tests {
     }
 
     #[test]
-    fn postprocess_rounds_like_numpy() {
-        // x such that (x/2 + 0.5)·255 is exactly 0.5, 1.5, 2.5: numpy rounds to 0, 2, 2.
-        let half = |k: f32| (k / 255.0 - 0.5) * 2.0;
-        assert_eq!(to_u8(-1.5), 0);
-        assert_eq!(to_u8(1.5), 255);
-        assert_eq!(to_u8(0.0), 128);
-        assert_eq!(to_u8(f32::NAN), 0);
-        let image = Tensor::new(&[-1.0f32, 0.0, 1.0], &Device::Cpu).expect("tensor");
-        let image = image.reshape((1, 3, 1, 1)).expect("reshape");
+    fn rounding_is_numpys_ties_to_even() -> candle_core::Result<()> {
+        let ties = Tensor::new(
+            &[0.5f32, 1.5, 2.5, 3.5, 127.5, 254.5, 254.4, 254.6, 0.0, 255.0],
+            &Device::Cpu,
+        )?;
+        let rounded = round_ties_even(&ties)?.to_vec1::<f32>()?;
+        assert_eq!(
+            rounded,
+            vec![0.0, 2.0, 2.0, 4.0, 128.0, 254.0, 254.0, 255.0, 0.0, 255.0]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn postprocess_clamps_scales_and_maps_nan_to_black() {
+        let values = [-1.5f32, 1.5, 0.0, f32::NAN, -1.0, 1.0];
+        let image = Tensor::from_vec(values.to_vec(), (1, 1, 1, values.len()), &Device::Cpu)
+            .and_then(|t| t.broadcast_as((1, 3, 1, values.len()))?.contiguous())
+            .expect("tensor");
         let rgb = image_to_rgb8(&image).expect("converts");
-        assert_eq!(rgb.pixels, vec![0, 128, 255]);
-        assert!(to_u8(half(0.5)) <= 1 && to_u8(half(2.5)) >= 2);
+        let red: Vec<u8> = rgb.pixels.iter().step_by(3).copied().collect();
+        assert_eq!(red, vec![0, 255, 128, 0, 0, 255]);
+        assert_eq!((rgb.width, rgb.height), (values.len() as u32, 1));
+        let wrong = Tensor::zeros((1, 4, 2, 2), DType::F32, &Device::Cpu).expect("tensor");
+        assert!(matches!(image_to_rgb8(&wrong), Err(ModelError::BadInput(_))));
     }
 
     #[test]

@@ -9,11 +9,17 @@
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
+use super::layout::ActivationLayout;
+
 pub(super) struct GroupNorm {
     weight: Tensor,
     bias: Tensor,
     groups: usize,
     eps: f64,
+    layout: ActivationLayout,
+    /// Channels-last path: weight then bias in f32, `[2, c]`.
+    #[cfg_attr(not(feature = "cudnn"), allow(dead_code))]
+    affine: Option<Tensor>,
 }
 
 /// Mean and variance per (batch, group), shape `[b, groups, 1]`, f32.
@@ -102,25 +108,43 @@ impl<'a> NormContext<'a> {
 }
 
 impl GroupNorm {
-    pub fn new(groups: usize, channels: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<Self> {
+    pub fn new(
+        groups: usize,
+        channels: usize,
+        eps: f64,
+        vb: VarBuilder,
+        layout: ActivationLayout,
+    ) -> candle_core::Result<Self> {
         if groups == 0 || channels % groups != 0 {
             candle_core::bail!("GroupNorm: {groups} groups do not divide {channels} channels");
         }
         let weight = vb.get_with_hints(channels, "weight", candle_nn::Init::Const(1.0))?;
         let bias = vb.get_with_hints(channels, "bias", candle_nn::Init::Const(0.0))?;
+        let affine = match layout {
+            ActivationLayout::ChannelsLast => {
+                Some(Tensor::stack(&[&weight, &bias], 0)?.to_dtype(DType::F32)?)
+            }
+            ActivationLayout::ChannelsFirst => None,
+        };
         Ok(Self {
             weight,
             bias,
             groups,
             eps,
+            layout,
+            affine,
         })
     }
 
-    /// `xs`: `[b, c, h, w]`. Statistics are computed in f32 whatever the dtype (as torch does).
-    pub fn forward(&self, xs: &Tensor, ctx: &mut NormContext) -> candle_core::Result<Tensor> {
+    /// GroupNorm, then SiLU when `silu`. `xs` is `[b, c, h, w]` or, channels-last, `[b, h, w, c]`.
+    /// Statistics are computed in f32 whatever the dtype (as torch does).
+    pub fn forward(&self, xs: &Tensor, ctx: &mut NormContext, silu: bool) -> candle_core::Result<Tensor> {
+        crate::model::profile::scope("vae.groupnorm", xs.device(), || self.forward_timed(xs, ctx, silu))
+    }
+
+    fn forward_timed(&self, xs: &Tensor, ctx: &mut NormContext, silu: bool) -> candle_core::Result<Tensor> {
         let index = ctx.next;
         ctx.next += 1;
-        let (b, c, h, w) = xs.dims4()?;
         if let Some((core, recorder)) = ctx.record.as_mut() {
             if recorder.per_norm.len() <= index {
                 recorder.per_norm.resize_with(index + 1, Vec::new);
@@ -129,15 +153,68 @@ impl GroupNorm {
                 recorder.per_norm[index].push(moments);
             }
         }
+        let fixed = match ctx.fixed {
+            Some(stats) => Some(stats.get(index).ok_or_else(|| {
+                candle_core::Error::Msg("tiled decode: statistics missing for a norm".into())
+            })?),
+            None => None,
+        };
+        match self.layout {
+            ActivationLayout::ChannelsFirst => {
+                let normed = self.forward_channels_first(xs, fixed)?;
+                if silu {
+                    candle_nn::ops::silu(&normed)
+                } else {
+                    Ok(normed)
+                }
+            }
+            ActivationLayout::ChannelsLast => self.forward_channels_last(xs, fixed, silu),
+        }
+    }
+
+    #[cfg(feature = "cudnn")]
+    fn forward_channels_last(
+        &self,
+        xs: &Tensor,
+        fixed: Option<&GroupStats>,
+        silu: bool,
+    ) -> candle_core::Result<Tensor> {
+        let moments = match fixed {
+            Some(stats) => {
+                let (b, groups, _) = stats.mean.dims3()?;
+                Tensor::cat(
+                    &[
+                        stats.mean.reshape((1, b, groups))?,
+                        stats.var.reshape((1, b, groups))?,
+                    ],
+                    0,
+                )?
+            }
+            None => super::cuda::group_moments(xs, self.groups)?,
+        };
+        let affine = self
+            .affine
+            .as_ref()
+            .ok_or_else(|| candle_core::Error::Msg("GroupNorm: channels-last affine missing".into()))?;
+        super::cuda::group_norm(xs, &moments, affine, self.eps as f32, silu)
+    }
+
+    #[cfg(not(feature = "cudnn"))]
+    fn forward_channels_last(
+        &self,
+        _: &Tensor,
+        _: Option<&GroupStats>,
+        _: bool,
+    ) -> candle_core::Result<Tensor> {
+        candle_core::bail!("the channels-last GroupNorm needs the `cudnn` feature")
+    }
+
+    fn forward_channels_first(&self, xs: &Tensor, fixed: Option<&GroupStats>) -> candle_core::Result<Tensor> {
+        let (b, c, h, w) = xs.dims4()?;
         let n = c / self.groups * h * w;
         let grouped = xs.to_dtype(DType::F32)?.reshape((b, self.groups, n))?;
-        let (centered, var) = match ctx.fixed {
-            Some(stats) => {
-                let stats = stats.get(index).ok_or_else(|| {
-                    candle_core::Error::Msg("tiled decode: statistics missing for a norm".into())
-                })?;
-                (grouped.broadcast_sub(&stats.mean)?, stats.var.clone())
-            }
+        let (centered, var) = match fixed {
+            Some(stats) => (grouped.broadcast_sub(&stats.mean)?, stats.var.clone()),
             None => {
                 let mean = (grouped.sum_keepdim(2)? / n as f64)?;
                 let centered = grouped.broadcast_sub(&mean)?;
@@ -153,7 +230,8 @@ impl GroupNorm {
     }
 
     fn core_moments(&self, xs: &Tensor, core: CoreRegion) -> candle_core::Result<Option<Moments>> {
-        let (b, c, h, w) = xs.dims4()?;
+        let (axis_y, axis_x) = self.layout.spatial_axes();
+        let (h, w) = self.layout.spatial_size(xs)?;
         let span = |(lo, hi): (f64, f64), origin: usize, tile: usize, len: usize| {
             let scale = (len / tile.max(1)) as f64;
             let to_layer =
@@ -165,19 +243,43 @@ impl GroupNorm {
         if y1 <= y0 || x1 <= x0 {
             return Ok(None);
         }
-        let count = c / self.groups * (y1 - y0) * (x1 - x0);
-        let region = xs
-            .narrow(2, y0, y1 - y0)?
-            .narrow(3, x0, x1 - x0)?
-            .to_dtype(DType::F32)?;
-        let grouped = region.contiguous()?.reshape((b, self.groups, count))?;
-        let mean = (grouped.sum_keepdim(2)? / count as f64)?;
-        let m2 = grouped.broadcast_sub(&mean)?.sqr()?.sum_keepdim(2)?;
-        Ok(Some(Moments {
-            mean,
-            m2,
-            count: count as f64,
-        }))
+        let region = xs.narrow(axis_y, y0, y1 - y0)?.narrow(axis_x, x0, x1 - x0)?;
+        let b = xs.dim(0)?;
+        let c = xs.dims()[self.layout.channel_axis()];
+        let count = (c / self.groups * (y1 - y0) * (x1 - x0)) as f64;
+        let (mean, m2) = match self.layout {
+            ActivationLayout::ChannelsFirst => {
+                let grouped =
+                    region
+                        .to_dtype(DType::F32)?
+                        .contiguous()?
+                        .reshape((b, self.groups, count as usize))?;
+                let mean = (grouped.sum_keepdim(2)? / count)?;
+                let m2 = grouped.broadcast_sub(&mean)?.sqr()?.sum_keepdim(2)?;
+                (mean, m2)
+            }
+            ActivationLayout::ChannelsLast => self.region_moments_channels_last(&region, count)?,
+        };
+        Ok(Some(Moments { mean, m2, count }))
+    }
+
+    /// Mean and sum of squared deviations `[b, groups, 1]` of a channels-last region.
+    #[cfg(feature = "cudnn")]
+    fn region_moments_channels_last(
+        &self,
+        region: &Tensor,
+        count: f64,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let b = region.dim(0)?;
+        let moments = super::cuda::group_moments(region, self.groups)?;
+        let mean = moments.get(0)?.reshape((b, self.groups, 1))?;
+        let m2 = (moments.get(1)?.reshape((b, self.groups, 1))? * count)?;
+        Ok((mean, m2))
+    }
+
+    #[cfg(not(feature = "cudnn"))]
+    fn region_moments_channels_last(&self, _: &Tensor, _: f64) -> candle_core::Result<(Tensor, Tensor)> {
+        candle_core::bail!("the channels-last GroupNorm needs the `cudnn` feature")
     }
 }
 
@@ -195,12 +297,13 @@ mod tests {
             4,
             1e-6,
             VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+            ActivationLayout::ChannelsFirst,
         )?;
         let xs = (Tensor::arange(0f32, 4.0 * 6.0 * 5.0, &Device::Cpu)?
             .reshape((1, 4, 6, 5))?
             .sin()?
             * 3.0)?;
-        let whole = norm.forward(&xs, &mut NormContext::local())?;
+        let whole = norm.forward(&xs, &mut NormContext::local(), false)?;
 
         // Two overlapping "tiles" of rows 0..4 and 2..6 whose cores are rows 0..3 and 3..6.
         let mut recorder = StatsRecorder::default();
@@ -212,10 +315,14 @@ mod tests {
                 rows: core,
                 cols: (0.0, 5.0),
             };
-            norm.forward(&tile, &mut NormContext::new(None, Some((region, &mut recorder))))?;
+            norm.forward(
+                &tile,
+                &mut NormContext::new(None, Some((region, &mut recorder))),
+                false,
+            )?;
         }
         let stats = recorder.finish()?;
-        let with_stats = norm.forward(&xs, &mut NormContext::new(Some(&stats), None))?;
+        let with_stats = norm.forward(&xs, &mut NormContext::new(Some(&stats), None), false)?;
         let diff = (whole - with_stats)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(diff < 1e-5, "{diff}");
         Ok(())
