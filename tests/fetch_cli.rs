@@ -24,6 +24,17 @@ fn zimage() -> Command {
     command
 }
 
+/// Runs `command` to the end and asserts it succeeded (its stderr is the failure message).
+fn run_ok(command: &mut Command) -> std::process::Output {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 #[test]
 fn fetch_then_models_verify_finds_a_bad_file() {
     let files = fake_checkpoint();
@@ -134,27 +145,17 @@ fn models_convert_writes_a_cache_that_is_then_listed() {
     let files = fake_checkpoint();
     let hub = FakeHub::start(files);
     let dir = tempfile::tempdir().unwrap();
-    let status = zimage()
-        .args(["fetch", "--endpoint", &hub.url(), "--dir"])
-        .arg(dir.path())
-        .env("HOME", dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
+    run_ok(
+        zimage()
+            .args(["fetch", "--endpoint", &hub.url(), "--dir"])
+            .arg(dir.path())
+            .env("HOME", dir.path()),
     );
-    let output = zimage()
-        .args(["models", "--convert", "bf16", "--json", "--model"])
-        .arg(dir.path())
-        .env("HOME", dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let output = run_ok(
+        zimage()
+            .args(["models", "--convert", "bf16", "--json", "--model"])
+            .arg(dir.path())
+            .env("HOME", dir.path()),
     );
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let components = json[0]["components"].as_array().unwrap();
@@ -216,12 +217,7 @@ fn ctrl_c_keeps_partial_files_and_the_rerun_completes() {
     assert!(part.exists(), "the partial file is kept");
     assert!(!dir.path().join(SHARD).exists());
 
-    let output = fetch().output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_ok(&mut fetch());
     assert_checkpoint_files(dir.path(), &files);
     assert!(!part.exists());
 }

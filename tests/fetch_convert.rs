@@ -2,9 +2,9 @@
 
 mod fetch_support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use half::bf16;
 use zimage_tui::fetch::convert::{cache_dir_for, convert_component, converted_cache_for, PROVENANCE_FILE};
 
@@ -107,43 +107,16 @@ fn converted_cache_equals_the_cast_of_the_source() {
             match original.dtype() {
                 DType::F32 => {
                     assert_eq!(copy.dtype(), DType::BF16, "{name}");
-                    let expected: Vec<u16> = original
-                        .to_dtype(DType::BF16)
-                        .unwrap()
-                        .flatten_all()
-                        .unwrap()
-                        .to_vec1::<bf16>()
-                        .unwrap()
-                        .iter()
-                        .map(|v| v.to_bits())
-                        .collect();
-                    let got: Vec<u16> = copy
-                        .flatten_all()
-                        .unwrap()
-                        .to_vec1::<bf16>()
-                        .unwrap()
-                        .iter()
-                        .map(|v| v.to_bits())
-                        .collect();
-                    assert_eq!(got, expected, "{name}: bits differ from candle's cast");
+                    let expected = bf16_bits(&original.to_dtype(DType::BF16).unwrap());
+                    assert_eq!(
+                        bf16_bits(copy),
+                        expected,
+                        "{name}: bits differ from candle's cast"
+                    );
                 }
                 other => {
                     assert_eq!(copy.dtype(), other, "{name} keeps its dtype");
-                    let a = original
-                        .to_dtype(DType::F64)
-                        .unwrap()
-                        .flatten_all()
-                        .unwrap()
-                        .to_vec1::<f64>()
-                        .unwrap();
-                    let b = copy
-                        .to_dtype(DType::F64)
-                        .unwrap()
-                        .flatten_all()
-                        .unwrap()
-                        .to_vec1::<f64>()
-                        .unwrap();
-                    assert_eq!(a, b, "{name}");
+                    assert_eq!(f64_values(original), f64_values(copy), "{name}");
                 }
             }
         }
@@ -225,9 +198,7 @@ fn a_changed_source_or_damaged_cache_is_not_used() {
 #[test]
 fn the_loader_reads_the_cache_for_bf16_loads_only() {
     use zimage_tui::model::loader::validate_dir;
-    let root = tempfile::tempdir().unwrap();
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny");
-    copy_tree(&fixture, root.path());
+    let root = tiny_checkpoint_copy();
     let layout = validate_dir(root.path()).unwrap();
     assert_eq!(
         layout.transformer.weights_for(DType::BF16),
@@ -257,18 +228,33 @@ fn the_loader_reads_the_cache_for_bf16_loads_only() {
         let original = candle_core::safetensors::load(original, &Device::Cpu).unwrap();
         let cached = candle_core::safetensors::load(cached, &Device::Cpu).unwrap();
         for (name, tensor) in original {
-            let want = tensor
-                .to_dtype(DType::BF16)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<bf16>()
-                .unwrap();
-            let got = cached[&name].flatten_all().unwrap().to_vec1::<bf16>().unwrap();
-            let bits = |v: &[bf16]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&got), bits(&want), "{name}");
+            let want = bf16_bits(&tensor.to_dtype(DType::BF16).unwrap());
+            assert_eq!(bf16_bits(&cached[&name]), want, "{name}");
         }
     }
+}
+
+/// The bit patterns of a bf16 tensor, flattened (NaN compares equal to itself this way).
+fn bf16_bits(tensor: &Tensor) -> Vec<u16> {
+    let values = tensor.flatten_all().unwrap().to_vec1::<bf16>().unwrap();
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+fn f64_values(tensor: &Tensor) -> Vec<f64> {
+    let values = tensor.to_dtype(DType::F64).unwrap();
+    values.flatten_all().unwrap().to_vec1::<f64>().unwrap()
+}
+
+fn total_len(files: &[PathBuf]) -> u64 {
+    files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum()
+}
+
+/// A scratch copy of the tiny fixture checkpoint (conversion writes next to the source).
+fn tiny_checkpoint_copy() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny");
+    copy_tree(&fixture, root.path());
+    root
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -289,23 +275,11 @@ fn copy_tree(from: &Path, to: &Path) {
 fn a_bf16_load_reads_the_converted_cache() {
     use std::sync::{Arc, Mutex};
     use zimage_tui::model::loader::{load, validate_dir, LoadOptions, LoadProgress, ModelSpec};
-    let root = tempfile::tempdir().unwrap();
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny");
-    copy_tree(&fixture, root.path());
+    let root = tiny_checkpoint_copy();
     let layout = validate_dir(root.path()).unwrap();
     let cache = convert_component(&layout.transformer.dir, &mut |_, _, _| {}).unwrap();
-    let cache_bytes: u64 = layout
-        .transformer
-        .weights_for(DType::BF16)
-        .iter()
-        .map(|f| std::fs::metadata(f).unwrap().len())
-        .sum();
-    let source_bytes: u64 = layout
-        .transformer
-        .weights
-        .iter()
-        .map(|f| std::fs::metadata(f).unwrap().len())
-        .sum();
+    let cache_bytes = total_len(&layout.transformer.weights_for(DType::BF16));
+    let source_bytes = total_len(&layout.transformer.weights);
     assert!(cache_bytes < source_bytes, "{:?}", cache.dir);
 
     let transformer_total = Arc::new(Mutex::new(0u64));

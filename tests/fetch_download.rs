@@ -311,13 +311,9 @@ fn hf_endpoint_and_token_come_from_the_environment() {
         ("HF_ENDPOINT", hub.url()),
         ("HF_HUB_CACHE", cache.path().display().to_string()),
     ]);
-    let err = run(
-        &options,
-        &HttpClient::new(options.token(&env), quick_retries()),
-        &env,
-    )
-    .0
-    .unwrap_err();
+    let err = run(&options, &client(options.token(&env).as_deref()), &env)
+        .0
+        .unwrap_err();
     assert!(matches!(err, FetchError::Status { status: 401, .. }), "{err}");
     assert!(err.to_string().contains("HF_TOKEN"), "{err}");
 
@@ -326,13 +322,9 @@ fn hf_endpoint_and_token_come_from_the_environment() {
         ("HF_TOKEN", "hf_secret".into()),
         ("HF_HOME", cache.path().display().to_string()),
     ]);
-    let dir = run(
-        &options,
-        &HttpClient::new(options.token(&env), quick_retries()),
-        &env,
-    )
-    .0
-    .unwrap();
+    let dir = run(&options, &client(options.token(&env).as_deref()), &env)
+        .0
+        .unwrap();
     assert!(dir.starts_with(cache.path().join("hub/models--Tongyi-MAI--Z-Image-Turbo")));
     assert_checkpoint_files(&dir, &files);
     let log = hub.log();

@@ -69,6 +69,14 @@ fn error_of(root: &Path) -> String {
         .to_string()
 }
 
+/// The refusal of a fake model after `damage` (given the model's root) broke it.
+fn error_after(damage: impl FnOnce(&Path)) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    fake_model(dir.path());
+    damage(dir.path());
+    error_of(dir.path())
+}
+
 #[test]
 fn a_complete_layout_validates() {
     let dir = tempfile::tempdir().unwrap();
@@ -101,14 +109,9 @@ fn missing_directory_is_named() {
 
 #[test]
 fn missing_shard_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    fake_model(dir.path());
-    fs::remove_file(
-        dir.path()
-            .join("transformer/diffusion_pytorch_model-00002-of-00002.safetensors"),
-    )
-    .unwrap();
-    let err = error_of(dir.path());
+    let err = error_after(|root| {
+        fs::remove_file(root.join("transformer/diffusion_pytorch_model-00002-of-00002.safetensors")).unwrap()
+    });
     assert!(
         err.contains("diffusion_pytorch_model-00002-of-00002.safetensors") && err.contains("missing shard"),
         "{err}"
@@ -117,12 +120,11 @@ fn missing_shard_is_named() {
 
 #[test]
 fn truncated_safetensors_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    fake_model(dir.path());
-    let path = dir.path().join("vae/diffusion_pytorch_model.safetensors");
-    let bytes = fs::read(&path).unwrap();
-    fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
-    let err = error_of(dir.path());
+    let err = error_after(|root| {
+        let path = root.join("vae/diffusion_pytorch_model.safetensors");
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+    });
     assert!(
         err.contains("vae/diffusion_pytorch_model.safetensors") && err.contains("truncated"),
         "{err}"
@@ -131,13 +133,10 @@ fn truncated_safetensors_is_named() {
 
 #[test]
 fn shard_lacking_an_indexed_tensor_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    fake_model(dir.path());
-    let shard = dir
-        .path()
-        .join("transformer/diffusion_pytorch_model-00001-of-00002.safetensors");
-    write_tensors(&shard, &[("other.weight", 16)]);
-    let err = error_of(dir.path());
+    let err = error_after(|root| {
+        let shard = root.join("transformer/diffusion_pytorch_model-00001-of-00002.safetensors");
+        write_tensors(&shard, &[("other.weight", 16)]);
+    });
     assert!(
         err.contains("00001-of-00002.safetensors") && err.contains("tensor a.weight missing"),
         "{err}"
@@ -146,10 +145,7 @@ fn shard_lacking_an_indexed_tensor_is_named() {
 
 #[test]
 fn missing_tokenizer_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    fake_model(dir.path());
-    fs::remove_file(dir.path().join("tokenizer/tokenizer.json")).unwrap();
-    let err = error_of(dir.path());
+    let err = error_after(|root| fs::remove_file(root.join("tokenizer/tokenizer.json")).unwrap());
     assert!(
         err.contains("tokenizer/tokenizer.json") && err.contains("missing"),
         "{err}"
@@ -173,10 +169,7 @@ fn missing_or_broken_configs_are_named() {
 
 #[test]
 fn missing_weights_are_named() {
-    let dir = tempfile::tempdir().unwrap();
-    fake_model(dir.path());
-    fs::remove_file(dir.path().join("text_encoder/model.safetensors")).unwrap();
-    let err = error_of(dir.path());
+    let err = error_after(|root| fs::remove_file(root.join("text_encoder/model.safetensors")).unwrap());
     assert!(
         err.contains("text_encoder/model.safetensors.index.json") && err.contains("model.safetensors"),
         "{err}"

@@ -142,8 +142,22 @@ impl Harness {
         }
     }
 
+    /// Runs the newest job to its end; returns its events.
+    fn run_last_job(&mut self) -> Vec<ModelJobEvent> {
+        let id = self.last_job().id;
+        self.run_to_end(id)
+    }
+
     fn last_job(&self) -> &zimage_tui::app::models::ModelJob {
         self.state.models.jobs.last().expect("a model job")
+    }
+
+    /// Why the newest job failed; panics if it did not.
+    fn failure_reason(&self) -> &str {
+        match &self.last_job().status {
+            ModelJobStatus::Failed { reason } => reason,
+            other => panic!("{other:?}"),
+        }
     }
 
     fn message(&self) -> String {
@@ -200,8 +214,7 @@ fn a_download_then_a_verify_run_as_queue_jobs_and_the_picker_offers_the_result()
     // f: a download job in the queue pane.
     app.intent(Intent::DownloadModel);
     assert_eq!((app.state.mode, app.state.focus), (Mode::Normal, Pane::Queue));
-    let id = app.last_job().id;
-    let events = app.run_to_end(id);
+    let events = app.run_last_job();
 
     let wanted = checkpoint_files();
     let total: u64 = wanted.iter().map(|f| files[f].len() as u64).sum();
@@ -290,14 +303,9 @@ fn a_download_then_a_verify_run_as_queue_jobs_and_the_picker_offers_the_result()
     std::fs::write(&vae, &bytes).unwrap();
     app.intent(Intent::OpenModels);
     app.intent(Intent::VerifyModel);
-    let id = app.last_job().id;
-    app.run_to_end(id);
-    match &app.last_job().status {
-        ModelJobStatus::Failed { reason } => {
-            assert!(reason.contains(VAE) && reason.contains("sha256"), "{reason}")
-        }
-        other => panic!("{other:?}"),
-    }
+    app.run_last_job();
+    let reason = app.failure_reason();
+    assert!(reason.contains(VAE) && reason.contains("sha256"), "{reason}");
     assert!(app.message().contains(VAE), "{}", app.message());
 }
 
@@ -342,17 +350,12 @@ fn a_download_is_cancelled_from_the_queue_and_an_unreachable_hub_fails_clearly()
     let mut app = Harness::new(dead.clone(), cache.path());
     app.intent(Intent::OpenModels);
     app.intent(Intent::DownloadModel);
-    let id = app.last_job().id;
-    app.run_to_end(id);
-    match &app.last_job().status {
-        ModelJobStatus::Failed { reason } => {
-            assert!(
-                reason.contains("cannot reach") && reason.contains(&dead),
-                "{reason}"
-            )
-        }
-        other => panic!("{other:?}"),
-    }
+    app.run_last_job();
+    let reason = app.failure_reason();
+    assert!(
+        reason.contains("cannot reach") && reason.contains(&dead),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -369,8 +372,7 @@ fn a_download_into_a_chosen_folder_lands_there_and_the_picker_lists_it() {
     app.intent(Intent::ClearLine);
     app.apply(Action::Paste(folder.display().to_string()));
     app.intent(Intent::SubmitLine);
-    let id = app.last_job().id;
-    app.run_to_end(id);
+    app.run_last_job();
     assert_eq!(app.last_job().status, ModelJobStatus::Done);
     assert_checkpoint_files(&folder, &files);
     assert!(

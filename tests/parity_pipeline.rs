@@ -16,7 +16,7 @@ use zimage_tui::model::vae::{DecodeMode, VaeConfig, VaeDecoder};
 use zimage_tui::model::{GenerationRequest, ModelError, Progress, Result, RgbImage, Stage};
 
 mod common;
-use common::{fixtures, max_abs_and_rel, reference, shard_files};
+use common::{assert_u8_matches, fixtures, max_abs_and_rel, reference, reference_image, shard_files};
 
 fn transformer() -> ZImageTransformer {
     let dir = fixtures().join("tiny/transformer");
@@ -171,25 +171,9 @@ fn whole_pipeline_from_prompt_text_matches_diffusers() {
     assert!(rel < 1e-4, "decoded image: relative error {rel:.3e}");
 
     // The RGB8 image: equal except ±1 where diffusers' value sits on a rounding boundary.
-    let expected: Vec<u8> = reference["pipe.image_u8"]
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let unit: Vec<f32> = reference["pipe.image"].flatten_all().unwrap().to_vec1().unwrap();
+    let (expected, unit) = reference_image(&reference, "pipe.image");
     assert_eq!((generated.image.width, generated.image.height), (96, 64));
-    let mut off_by_one = 0;
-    for (i, (&ours, &theirs)) in generated.image.pixels.iter().zip(&expected).enumerate() {
-        if ours != theirs {
-            let scaled = unit[i] * 255.0;
-            let from_half = (scaled - scaled.floor() - 0.5).abs();
-            assert!(
-                ours.abs_diff(theirs) == 1 && from_half < 1e-2,
-                "value {i}: ours {ours}, diffusers {theirs}"
-            );
-            off_by_one += 1;
-        }
-    }
+    let off_by_one = assert_u8_matches(&generated.image.pixels, &expected, &unit);
     eprintln!(
         "pipeline RGB8: {off_by_one} of {} values differ by 1 at a .5 boundary",
         expected.len()
@@ -214,23 +198,9 @@ fn denoising_loop_matches_diffusers_step_by_step() {
     for (i, latents) in recorder.latents.iter().enumerate() {
         let expected = &reference[&format!("pipe.latents.{i}")];
         assert_eq!(latents.dtype(), DType::F32);
-        let diff = (latents - expected)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let scale = expected
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(diff / scale < 1e-4, "step {i}: relative error {}", diff / scale);
-        worst = (worst.0.max(diff), worst.1.max(diff / scale));
+        let (diff, rel) = max_abs_and_rel(latents, expected);
+        assert!(rel < 1e-4, "step {i}: relative error {rel}");
+        worst = (worst.0.max(diff), worst.1.max(rel));
     }
     eprintln!(
         "pipeline latents (8 steps): max abs {:.3e}, rel {:.3e}",

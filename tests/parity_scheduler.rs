@@ -2,19 +2,10 @@
 //! sigmas, timesteps and the transformer's time input for 8 and 9 steps at three sizes, and
 //! the Euler update of the fixture pipeline run.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-
-use candle_core::{Device, Tensor};
 use zimage_tui::model::scheduler::{FlowMatchEuler, SchedulerConfig};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn reference() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixtures().join("reference.safetensors"), &Device::Cpu).unwrap()
-}
+mod common;
+use common::{fixtures, max_abs_and_rel, reference};
 
 fn scheduler() -> FlowMatchEuler {
     let config =
@@ -79,14 +70,7 @@ fn euler_steps_reproduce_the_pipeline_latents() {
             .unwrap();
         latents = schedule.step(i, &latents, &velocity).unwrap();
         let expected = &reference[&format!("pipe.latents.{i}")];
-        let diff = (&latents - expected)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let (diff, _) = max_abs_and_rel(&latents, expected);
         assert!(diff <= 1e-6, "step {i}: latents differ by {diff}");
     }
 }

@@ -10,7 +10,7 @@ use zimage_tui::model::text_encoder::{PromptEncoder, Qwen3Config, TextEncoder};
 use zimage_tui::model::tokenizer::{chat_prompt, PromptTokenizer};
 
 mod common;
-use common::{fixtures, rel_err};
+use common::{fixtures, reference, rel_err};
 
 const PROMPTS: [&str; 3] = ["en", "zh", "long"];
 const MAX_REL_ERR: f32 = 1e-4;
@@ -18,11 +18,6 @@ const MAX_REL_ERR: f32 = 1e-4;
 fn reference_json() -> serde_json::Value {
     let text = std::fs::read_to_string(fixtures().join("reference.json")).expect("reference.json readable");
     serde_json::from_str(&text).expect("reference.json parses")
-}
-
-fn reference_tensors() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixtures().join("reference.safetensors"), &Device::Cpu)
-        .expect("reference.safetensors loads")
 }
 
 fn prompt(json: &serde_json::Value, key: &str) -> String {
@@ -41,14 +36,29 @@ fn ids(tensors: &HashMap<String, Tensor>, name: &str) -> Vec<u32> {
 }
 
 fn tiny_encoder() -> TextEncoder {
+    tiny_encoder_as(DType::F32)
+}
+
+fn tiny_encoder_as(dtype: DType) -> TextEncoder {
     let dir = fixtures().join("tiny/text_encoder");
     let cfg = Qwen3Config::from_file(&dir.join("config.json")).expect("config parses");
     // SAFETY: the fixture file is not modified while mapped.
-    let vb = unsafe {
-        VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu)
-    }
-    .expect("weights map");
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], dtype, &Device::Cpu) }
+            .expect("weights map");
     TextEncoder::new(vb, &cfg).expect("encoder builds")
+}
+
+/// The real Qwen3 tokenizer files.
+fn qwen3_tokenizer() -> PromptTokenizer {
+    PromptTokenizer::from_file(&fixtures().join("qwen3-tokenizer/tokenizer.json"))
+        .expect("real tokenizer loads")
+}
+
+/// The tiny fixture model's tokenizer.
+fn tiny_tokenizer() -> PromptTokenizer {
+    PromptTokenizer::from_file(&fixtures().join("tiny/tokenizer/tokenizer.json"))
+        .expect("tiny tokenizer loads")
 }
 
 #[test]
@@ -63,9 +73,8 @@ fn chat_template_matches_transformers_rendering() {
 #[test]
 fn real_qwen3_tokenizer_ids_are_exact() {
     let json = reference_json();
-    let tensors = reference_tensors();
-    let tokenizer = PromptTokenizer::from_file(&fixtures().join("qwen3-tokenizer/tokenizer.json"))
-        .expect("real tokenizer loads");
+    let tensors = reference();
+    let tokenizer = qwen3_tokenizer();
     for key in PROMPTS {
         let tokens = tokenizer.tokenize(&prompt(&json, key)).expect("tokenizes");
         assert_eq!(tokens.ids, ids(&tensors, &format!("qwen3.{key}.ids")), "{key}");
@@ -79,8 +88,7 @@ fn real_qwen3_tokenizer_ids_are_exact() {
 #[test]
 fn long_prompt_is_truncated_at_512_with_a_warning() {
     let json = reference_json();
-    let tokenizer = PromptTokenizer::from_file(&fixtures().join("qwen3-tokenizer/tokenizer.json"))
-        .expect("real tokenizer loads");
+    let tokenizer = qwen3_tokenizer();
     let long = tokenizer.tokenize(&prompt(&json, "long")).expect("tokenizes");
     assert_eq!(long.ids.len(), 512);
     assert!(long.truncated());
@@ -93,9 +101,8 @@ fn long_prompt_is_truncated_at_512_with_a_warning() {
 #[test]
 fn tiny_tokenizer_ids_are_exact() {
     let json = reference_json();
-    let tensors = reference_tensors();
-    let tokenizer = PromptTokenizer::from_file(&fixtures().join("tiny/tokenizer/tokenizer.json"))
-        .expect("tiny tokenizer loads");
+    let tensors = reference();
+    let tokenizer = tiny_tokenizer();
     for key in PROMPTS {
         let tokens = tokenizer.tokenize(&prompt(&json, key)).expect("tokenizes");
         assert_eq!(tokens.ids, ids(&tensors, &format!("tiny.{key}.ids")), "{key}");
@@ -104,7 +111,7 @@ fn tiny_tokenizer_ids_are_exact() {
 
 #[test]
 fn tiny_encoder_matches_hidden_states_minus_two() {
-    let tensors = reference_tensors();
+    let tensors = reference();
     // The fixture's own record of what `hidden_states[-2]` is: the second-to-last layer's output.
     assert_eq!(rel_err(&tensors["te.en.hidden.2"], &tensors["te.en.embeds"]), 0.0);
     let encoder = tiny_encoder();
@@ -121,9 +128,8 @@ fn tiny_encoder_matches_hidden_states_minus_two() {
 #[test]
 fn prompt_encoder_goes_from_text_to_embeddings() {
     let json = reference_json();
-    let tensors = reference_tensors();
-    let tokenizer = PromptTokenizer::from_file(&fixtures().join("tiny/tokenizer/tokenizer.json"))
-        .expect("tiny tokenizer loads");
+    let tensors = reference();
+    let tokenizer = tiny_tokenizer();
     let encoder = PromptEncoder::new(tokenizer, tiny_encoder());
     let (embeds, warnings) = encoder.encode(&prompt(&json, "en")).expect("encodes");
     assert!(warnings.is_empty());
@@ -137,15 +143,8 @@ fn prompt_encoder_goes_from_text_to_embeddings() {
 /// The bf16 path (the CUDA default) runs and stays near the f32 reference: issue 5's bound 2e-2.
 #[test]
 fn bf16_encoder_is_close_to_the_f32_reference() {
-    let dir = fixtures().join("tiny/text_encoder");
-    let cfg = Qwen3Config::from_file(&dir.join("config.json")).expect("config parses");
-    // SAFETY: the fixture file is not modified while mapped.
-    let vb = unsafe {
-        VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::BF16, &Device::Cpu)
-    }
-    .expect("weights map");
-    let encoder = TextEncoder::new(vb, &cfg).expect("encoder builds");
-    let tensors = reference_tensors();
+    let encoder = tiny_encoder_as(DType::BF16);
+    let tensors = reference();
     let embeds = encoder
         .encode_ids(&ids(&tensors, "tiny.en.ids"))
         .expect("encodes");

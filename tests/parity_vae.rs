@@ -2,7 +2,6 @@
 //! unscaling, decoder output within relative error 1e-4, the uint8 image equal to the pipeline's
 //! PIL output; and tiled vs untiled decode PSNR ≥ 40 dB on the tiny VAE.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
@@ -11,14 +10,9 @@ use zimage_tui::model::pipeline::LatentDecoder;
 use zimage_tui::model::vae::{image_to_rgb8, DecodeMode, TileOptions, VaeConfig, VaeDecoder};
 
 mod common;
-use common::{fixtures, rel_err};
+use common::{assert_u8_matches, fixtures, reference, reference_image, rel_err};
 
 const MAX_REL_ERR: f32 = 1e-4;
-
-fn reference_tensors() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixtures().join("reference.safetensors"), &Device::Cpu)
-        .expect("reference.safetensors loads")
-}
 
 fn tiny_vae() -> VaeDecoder {
     let dir = fixtures().join("tiny/vae");
@@ -35,7 +29,7 @@ fn scaling_factors_come_from_the_config() {
     let vae = tiny_vae();
     assert_eq!(vae.config().scaling_factor, 0.3611);
     assert_eq!(vae.config().shift_factor, 0.1159);
-    let tensors = reference_tensors();
+    let tensors = reference();
     let z = vae.unscale_latents(&tensors["vae.latents"]).expect("unscales");
     let err = rel_err(&z, &tensors["vae.z"]);
     assert!(err <= 1e-6, "vae.z rel err {err:e}");
@@ -44,7 +38,7 @@ fn scaling_factors_come_from_the_config() {
 #[test]
 fn decoder_output_matches_diffusers() {
     let vae = tiny_vae();
-    let tensors = reference_tensors();
+    let tensors = reference();
     let decoded = vae.decode_raw(&tensors["vae.z"]).expect("decodes");
     let err = rel_err(&decoded, &tensors["vae.decoded"]);
     println!("vae.decoded rel err {err:.3e}");
@@ -61,15 +55,8 @@ fn decoder_output_matches_diffusers() {
 #[test]
 fn rgb8_image_matches_the_pipelines_pil_output() {
     let vae = tiny_vae();
-    let tensors = reference_tensors();
-    let reference_u8 = tensors["vae.image_u8"]
-        .flatten_all()
-        .and_then(|t| t.to_vec1::<u8>())
-        .expect("u8 image");
-    let reference_unit = tensors["vae.image"]
-        .flatten_all()
-        .and_then(|t| t.to_vec1::<f32>())
-        .expect("f32 image");
+    let tensors = reference();
+    let (reference_u8, reference_unit) = reference_image(&tensors, "vae.image");
 
     let exact = image_to_rgb8(&tensors["vae.decoded"]).expect("postprocesses");
     assert_eq!((exact.width, exact.height), (48, 80));
@@ -93,7 +80,7 @@ fn rgb8_image_matches_the_pipelines_pil_output() {
 #[test]
 fn pipeline_latents_decode_to_the_pipelines_image() {
     let vae = tiny_vae().with_mode(DecodeMode::Full);
-    let tensors = reference_tensors();
+    let tensors = reference();
     let latents = &tensors["pipe.latents.7"];
     let decoded = vae.decode(latents, DecodeMode::Full).expect("decodes");
     let err = rel_err(&decoded, &tensors["pipe.decoded"]);
@@ -102,39 +89,12 @@ fn pipeline_latents_decode_to_the_pipelines_image() {
     let image = LatentDecoder::decode(&vae, latents).expect("decodes");
     assert_eq!(vae.spatial_scale(), 8);
     assert_eq!((image.width, image.height), (96, 64));
-    let reference_u8 = tensors["pipe.image_u8"]
-        .flatten_all()
-        .and_then(|t| t.to_vec1::<u8>())
-        .expect("u8 image");
-    let reference_unit = tensors["pipe.image"]
-        .flatten_all()
-        .and_then(|t| t.to_vec1::<f32>())
-        .expect("f32 image");
+    let (reference_u8, reference_unit) = reference_image(&tensors, "pipe.image");
     let off_by_one = assert_u8_matches(&image.pixels, &reference_u8, &reference_unit);
     println!(
         "pipe.image_u8: {off_by_one} of {} values differ by 1 at a .5 boundary",
         reference_u8.len()
     );
-}
-
-/// Every value equal, or 1 off where diffusers' float value sits within 0.01 of a .5 rounding
-/// boundary (our decoder output differs from torch's in the last float bits). Returns the count.
-fn assert_u8_matches(ours: &[u8], reference_u8: &[u8], reference_unit: &[f32]) -> usize {
-    assert_eq!(ours.len(), reference_u8.len());
-    let mut off_by_one = 0;
-    for (i, (&a, &b)) in ours.iter().zip(reference_u8).enumerate() {
-        if a == b {
-            continue;
-        }
-        let scaled = reference_unit[i] * 255.0;
-        let distance_to_half = (scaled - scaled.floor() - 0.5).abs();
-        assert!(
-            a.abs_diff(b) == 1 && distance_to_half < 1e-2,
-            "value {i}: ours {a}, diffusers {b} ({scaled})"
-        );
-        off_by_one += 1;
-    }
-    off_by_one
 }
 
 /// Deterministic standard normal values (xorshift + Box-Muller); candle's CPU randn is not seeded.
@@ -282,7 +242,7 @@ fn bf16_decode_is_close_to_the_f32_reference() {
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::BF16, &Device::Cpu) }
         .expect("weights map");
     let vae = VaeDecoder::new(vb, &cfg).expect("decoder builds");
-    let tensors = reference_tensors();
+    let tensors = reference();
     let decoded = vae
         .decode(&tensors["vae.latents"], DecodeMode::Full)
         .expect("decodes");

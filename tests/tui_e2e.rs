@@ -81,12 +81,17 @@ impl Drop for Tmux {
     }
 }
 
+/// Whether tmux runs here; says the test is skipped when it does not.
 fn tmux_available() -> bool {
-    Command::new("tmux")
+    let available = Command::new("tmux")
         .arg("-V")
         .output()
         .map(|o| o.status.success())
-        .unwrap_or(false)
+        .unwrap_or(false);
+    if !available {
+        eprintln!("SKIPPED: tmux is not installed; the real-terminal end-to-end test needs it");
+    }
+    available
 }
 
 fn find_files(dir: &Path, want: &dyn Fn(&Path) -> bool, found: &mut Vec<PathBuf>) {
@@ -146,7 +151,6 @@ fn open_terminal(root: &Path, extra_env: &str) -> Tmux {
 #[test]
 fn dashboard_generates_saves_and_restores_the_terminal() {
     if !tmux_available() {
-        eprintln!("SKIPPED: tmux is not installed; the real-terminal end-to-end test needs it");
         return;
     }
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -261,7 +265,6 @@ fn dashboard_generates_saves_and_restores_the_terminal() {
 #[test]
 fn the_model_picker_loads_a_found_checkpoint_and_verifies_it_in_the_queue() {
     if !tmux_available() {
-        eprintln!("SKIPPED: tmux is not installed; the real-terminal end-to-end test needs it");
         return;
     }
     let tmp = tempfile::tempdir().expect("temp dir");

@@ -45,6 +45,40 @@ pub fn rel_err(ours: &Tensor, reference: &Tensor) -> f32 {
     diff.to_scalar::<f32>().expect("scalar") / scale.to_scalar::<f32>().expect("scalar")
 }
 
+/// A reference image as diffusers' pipeline gives it: `{name}_u8` (what PIL saves) and `{name}`
+/// (the float values in [0, 1] it was rounded from), both flattened.
+pub fn reference_image(tensors: &HashMap<String, Tensor>, name: &str) -> (Vec<u8>, Vec<f32>) {
+    let u8_values = tensors[&format!("{name}_u8")]
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<u8>())
+        .expect("u8 image");
+    let unit = tensors[name]
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("f32 image");
+    (u8_values, unit)
+}
+
+/// Every value equal, or 1 off where diffusers' float value sits within 0.01 of a .5 rounding
+/// boundary (our decoder output differs from torch's in the last float bits). Returns the count.
+pub fn assert_u8_matches(ours: &[u8], reference_u8: &[u8], reference_unit: &[f32]) -> usize {
+    assert_eq!(ours.len(), reference_u8.len());
+    let mut off_by_one = 0;
+    for (i, (&a, &b)) in ours.iter().zip(reference_u8).enumerate() {
+        if a == b {
+            continue;
+        }
+        let scaled = reference_unit[i] * 255.0;
+        let distance_to_half = (scaled - scaled.floor() - 0.5).abs();
+        assert!(
+            a.abs_diff(b) == 1 && distance_to_half < 1e-2,
+            "value {i}: ours {a}, diffusers {b} ({scaled})"
+        );
+        off_by_one += 1;
+    }
+    off_by_one
+}
+
 /// `(max|a - b|, max|a - b| / max|b|)` for f32 tensors of the same shape.
 pub fn max_abs_and_rel(ours: &Tensor, reference: &Tensor) -> (f32, f32) {
     assert_eq!(ours.dims(), reference.dims());
