@@ -102,10 +102,11 @@ fn main() -> Result<()> {
     let kn = Tensor::randn(1f32, 0.1, 128, &dev)?;
     let angles = Tensor::randn(0f32, 3.0, (tokens, 64), &dev)?;
     let rope = Rope::new(angles.cos()?, angles.sin()?)?;
-    let want = fused::self_attention(&qkv.to_dtype(DType::F32)?, HEADS, &qn, &kn, &rope, 1e-5)?;
-    let got = fused::self_attention(&qkv, HEADS, &qn, &kn, &rope, 1e-5)?;
+    let norms = fused::QkNorms::new(qn.clone(), kn.clone())?;
+    let want = fused::self_attention(&qkv.to_dtype(DType::F32)?, HEADS, &norms, &rope, 1e-5)?;
+    let got = fused::self_attention(&qkv, HEADS, &norms, &rope, 1e-5)?;
     let t = median_ms(&dev, 10, || {
-        fused::self_attention(&qkv, HEADS, &qn, &kn, &rope, 1e-5)
+        fused::self_attention(&qkv, HEADS, &norms, &rope, 1e-5)
     })?;
     let bf_rope = Rope::new(angles.cos()?, angles.sin()?)?;
     let tr = median_ms(&dev, 3, || {

@@ -14,12 +14,13 @@ constexpr int ROW_VECS_PER_LANE = 16;
 constexpr int ROWS_PER_BLOCK = 8;
 
 // y[r, :] = rmsnorm(x[r, :]) * weight[:] * factor[:]      (factor = 1 + adaLN scale)
-// `wf` is f32 [2, dim]: the norm weight, then the factor (read only when `has_factor`). Rounded to
-// bf16 after the norm, after the weight and after the factor, as diffusers' RMSNorm and the
-// block's `norm(x) * scale` do. `dim` a multiple of 8, at most 4096; rows `x_stride` apart.
-extern "C" __global__ void zi_rms_norm_scale_bf16(const __nv_bfloat16* __restrict__ x, const float* __restrict__ wf,
+// `weight` f32 [dim]; `factor` bf16 [dim] or null. Rounded to bf16 after the norm, after the
+// weight and after the factor, as diffusers' RMSNorm and the block's `norm(x) * scale` do. `dim` a
+// multiple of 8, at most 4096; rows `x_stride` apart.
+extern "C" __global__ void zi_rms_norm_scale_bf16(const __nv_bfloat16* __restrict__ x, const float* __restrict__ weight,
+                                                  const __nv_bfloat16* __restrict__ factor,
                                                   __nv_bfloat16* __restrict__ y, int dim, long long x_stride,
-                                                  float eps, int has_factor, long long rows) {
+                                                  float eps, long long rows) {
     const long long row = blockIdx.x * (long long)ROWS_PER_BLOCK + threadIdx.x / WARP;
     if (row >= rows) return;
     const int lane = threadIdx.x % WARP;
@@ -48,8 +49,8 @@ extern "C" __global__ void zi_rms_norm_scale_bf16(const __nv_bfloat16* __restric
             unpack(held[k], v);
 #pragma unroll
             for (int j = 0; j < 8; ++j) {
-                float o = rb(rb(v[j] * inv) * wf[8 * i + j]);
-                if (has_factor) o *= wf[dim + 8 * i + j];
+                float o = rb(rb(v[j] * inv) * weight[8 * i + j]);
+                if (factor) o *= __bfloat162float(factor[8 * i + j]);
                 v[j] = o;
             }
             yr[i] = pack(v);
@@ -58,13 +59,15 @@ extern "C" __global__ void zi_rms_norm_scale_bf16(const __nv_bfloat16* __restric
 }
 
 // out[r, :] = x[r, :] + gate[:] * (rmsnorm(branch[r, :]) * weight[:])    (gate = tanh(adaLN gate))
-// The sandwich norm after attention / feed-forward plus the gated residual, in one pass. `wg` is
-// f32 [2, dim]: the norm weight, then the gate (read only when `has_gate`). Rounded where the
+// The sandwich norm after attention / feed-forward plus the gated residual, in one pass. `weight`
+// f32 [dim]; `gate` bf16 [dim] or null. Rounded where the
 // reference rounds: after the norm, the weight, the gate and the sum. One warp per row as above.
 extern "C" __global__ void zi_gated_residual_norm_bf16(const __nv_bfloat16* __restrict__ x,
                                                        const __nv_bfloat16* __restrict__ branch,
-                                                       const float* __restrict__ wg, __nv_bfloat16* __restrict__ out,
-                                                       int dim, float eps, int has_gate, long long rows) {
+                                                       const float* __restrict__ weight,
+                                                       const __nv_bfloat16* __restrict__ gate,
+                                                       __nv_bfloat16* __restrict__ out, int dim, float eps,
+                                                       long long rows) {
     const long long row = blockIdx.x * (long long)ROWS_PER_BLOCK + threadIdx.x / WARP;
     if (row >= rows) return;
     const int lane = threadIdx.x % WARP;
@@ -95,8 +98,8 @@ extern "C" __global__ void zi_gated_residual_norm_bf16(const __nv_bfloat16* __re
             unpack(xr[i], r);
 #pragma unroll
             for (int j = 0; j < 8; ++j) {
-                float n = rb(rb(b[j] * inv) * wg[8 * i + j]);
-                if (has_gate) n = rb(wg[dim + 8 * i + j] * n);
+                float n = rb(rb(b[j] * inv) * weight[8 * i + j]);
+                if (gate) n = rb(__bfloat162float(gate[8 * i + j]) * n);
                 r[j] += n;
             }
             orow[i] = pack(r);

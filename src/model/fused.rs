@@ -68,8 +68,10 @@ pub fn rms_norm_modulated(
 ) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     if uses_fused_kernels(x.device(), x.dtype()) && fits_row_kernels(x)? {
-        let (weight_factor, has_factor) = weight_and_factor(weight, modulation)?;
-        return cuda::rms_norm_scale(x, &weight_factor, has_factor, eps as f32);
+        let factor = modulation
+            .map(|m| m.to_dtype(DType::BF16)?.flatten_all()?.contiguous())
+            .transpose()?;
+        return cuda::rms_norm_scale(x, &weight.to_dtype(DType::F32)?, factor.as_ref(), eps as f32);
     }
     let normed = rms_norm_reference(x, weight, eps)?;
     match modulation {
@@ -89,8 +91,10 @@ pub fn gated_residual_norm(
 ) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     if uses_fused_kernels(x.device(), x.dtype()) && fits_row_kernels(x)? {
-        let (weight_gate, has_gate) = weight_and_factor(weight, gate)?;
-        return cuda::gated_residual_norm(x, branch, &weight_gate, has_gate, eps as f32);
+        let gate = gate
+            .map(|g| g.to_dtype(DType::BF16)?.flatten_all()?.contiguous())
+            .transpose()?;
+        return cuda::gated_residual_norm(x, branch, &weight.to_dtype(DType::F32)?, gate, eps as f32);
     }
     let normed = rms_norm_reference(branch, weight, eps)?;
     let gated = match gate {
@@ -112,38 +116,52 @@ pub fn swiglu(h: &Tensor) -> Result<Tensor> {
     candle_nn::ops::silu(&a)? * b
 }
 
+/// The per-head RMSNorm weights of q and k; for the fused kernel also packed once as f32 `[2, d]`
+/// (q then k), so no step converts them again.
+#[derive(Debug, Clone)]
+pub struct QkNorms {
+    pub q: Tensor,
+    pub k: Tensor,
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    packed: Option<Tensor>,
+}
+
+impl QkNorms {
+    pub fn new(q: Tensor, k: Tensor) -> Result<Self> {
+        let packed = if uses_fused_kernels(q.device(), DType::BF16) {
+            Some(Tensor::cat(
+                &[
+                    q.to_dtype(DType::F32)?.flatten_all()?,
+                    k.to_dtype(DType::F32)?.flatten_all()?,
+                ],
+                0,
+            )?)
+        } else {
+            None
+        };
+        Ok(Self { q, k, packed })
+    }
+}
+
 /// Self-attention core of a block, between the merged QKV projection and the output projection:
 /// per-head RMSNorm of q and k, RoPE, then unmasked softmax attention over all tokens.
 /// `qkv` is `[1, tokens, 3 * heads * head_dim]`; returns `[1, tokens, heads * head_dim]`.
-pub fn self_attention(
-    qkv: &Tensor,
-    heads: usize,
-    q_norm: &Tensor,
-    k_norm: &Tensor,
-    rope: &Rope,
-    eps: f64,
-) -> Result<Tensor> {
+pub fn self_attention(qkv: &Tensor, heads: usize, norms: &QkNorms, rope: &Rope, eps: f64) -> Result<Tensor> {
     let (batch, tokens, width) = qkv.dims3()?;
     let dim = width / 3;
     let head_dim = dim / heads;
     #[cfg(feature = "cuda")]
     if uses_fused_kernels(qkv.device(), qkv.dtype()) && batch == 1 && head_dim == 128 {
-        if let Some(packed) = &rope.packed {
-            return cuda::self_attention(qkv, heads, q_norm, k_norm, packed, eps as f32);
+        if let (Some(packed), Some(norms)) = (&rope.packed, &norms.packed) {
+            return cuda::self_attention(qkv, heads, norms, packed, eps as f32);
         }
     }
     let split = |i: usize| -> Result<Tensor> {
         qkv.narrow(D::Minus1, i * dim, dim)?
             .reshape((batch, tokens, heads, head_dim))
     };
-    let q = apply_rope(
-        &candle_nn::ops::rms_norm(&split(0)?, &q_norm.to_dtype(qkv.dtype())?, eps as f32)?,
-        rope,
-    )?;
-    let k = apply_rope(
-        &candle_nn::ops::rms_norm(&split(1)?, &k_norm.to_dtype(qkv.dtype())?, eps as f32)?,
-        rope,
-    )?;
+    let q = apply_rope(&rms_norm_reference(&split(0)?, &norms.q, eps)?, rope)?;
+    let k = apply_rope(&rms_norm_reference(&split(1)?, &norms.k, eps)?, rope)?;
     let v = split(2)?;
     let out = attention(&q, &k, &v)?;
     out.reshape((batch, tokens, dim))
@@ -206,19 +224,6 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
 /// Upper bound for one block of f32 attention scores in the reference path.
 const SCORE_BUDGET_BYTES: usize = 256 << 20;
 
-/// `[weight, factor]` as one f32 `[2·dim]` vector for the fused kernels, and whether a factor is
-/// there (without one the second half repeats the weight and is not read). Kept apart, not
-/// multiplied, because the reference rounds to bf16 between the two products.
-#[cfg(feature = "cuda")]
-fn weight_and_factor(weight: &Tensor, factor: Option<&Tensor>) -> Result<(Tensor, bool)> {
-    let w = weight.to_dtype(DType::F32)?.flatten_all()?;
-    let f = match factor {
-        Some(f) => f.to_dtype(DType::F32)?.flatten_all()?,
-        None => w.clone(),
-    };
-    Ok((Tensor::cat(&[&w, &f], 0)?, factor.is_some()))
-}
-
 /// Checks shared by the CUDA launchers here and in the VAE's channels-last path.
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda_support {
@@ -245,9 +250,12 @@ mod cuda {
     use super::cuda_support::{contiguous_rows, cpu_unsupported};
 
     use candle_core::backend::BackendStorage;
+    use candle_core::cuda_backend::cudarc::driver::CudaView;
     use candle_core::cuda_backend::cudarc::driver::{DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
     use candle_core::cuda_backend::{CudaStorage, WrapErr};
-    use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+    use candle_core::{
+        bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, StorageRef, Tensor,
+    };
     use half::bf16;
 
     const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused.ptx"));
@@ -257,9 +265,42 @@ mod cuda {
         *layout.shape().dims().last().unwrap_or(&1)
     }
 
+    /// The bf16 vector an op carries beside its inputs (the adaLN factor or gate), checked to hold
+    /// `dim` values, as a device view; `None` when the op has none.
+    fn carried_vector<'a>(
+        carried: Option<&'a (StorageRef<'a>, &'a Layout)>,
+        dim: usize,
+        what: &str,
+    ) -> Result<Option<CudaView<'a, bf16>>> {
+        let Some((storage, layout)) = carried else {
+            return Ok(None);
+        };
+        let Storage::Cuda(storage) = &**storage else {
+            bail!("{what} must be on the GPU");
+        };
+        let (start, end) = contiguous_rows(layout, what)?;
+        if end - start != dim {
+            bail!("{what} holds {} values, expected {dim}", end - start);
+        }
+        Ok(Some(storage.as_cuda_slice::<bf16>()?.slice(start..end)))
+    }
+
+    /// The norm weight (f32 `[dim]`) beside rows of `dim` values.
+    fn weight_view<'a>(w: &'a CudaStorage, wl: &Layout, dim: usize) -> Result<CudaView<'a, f32>> {
+        let (w0, w1) = contiguous_rows(wl, "norm weight")?;
+        if dim % 8 != 0 || dim > 4096 || w1 - w0 != dim {
+            bail!(
+                "row kernels: dim {dim} must be a multiple of 8 up to 4096, the weight {}",
+                w1 - w0
+            );
+        }
+        Ok(w.as_cuda_slice::<f32>()?.slice(w0..w1))
+    }
+
     struct RmsNormScale {
         eps: f32,
-        has_factor: bool,
+        /// bf16 `[dim]`: 1 + adaLN scale.
+        factor: Option<Tensor>,
     }
 
     impl CustomOp2 for RmsNormScale {
@@ -279,37 +320,28 @@ mod cuda {
             &self,
             x: &CudaStorage,
             xl: &Layout,
-            s: &CudaStorage,
-            sl: &Layout,
+            w: &CudaStorage,
+            wl: &Layout,
         ) -> Result<(CudaStorage, Shape)> {
             let dev = x.device().clone();
             let dim = last_dim(xl);
             let (x0, x1) = contiguous_rows(xl, "x")?;
-            let (s0, s1) = contiguous_rows(sl, "weight and factor")?;
-            if dim % 8 != 0 || dim > 4096 || s1 - s0 != 2 * dim {
-                bail!(
-                    "rms_norm_scale: dim {dim} must be a multiple of 8 and weight+factor hold 2·dim, not {}",
-                    s1 - s0
-                );
-            }
+            let weight = weight_view(w, wl, dim)?;
+            let carried = self.factor.as_ref().map(|t| t.storage_and_layout());
+            let factor = carried_vector(carried.as_ref(), dim, "adaLN factor")?;
             let rows = (x1 - x0) / dim;
             let xs = x.as_cuda_slice::<bf16>()?.slice(x0..x1);
-            let ss = s.as_cuda_slice::<f32>()?.slice(s0..s1);
             let out = unsafe { dev.alloc::<bf16>(rows * dim)? };
             let func = dev.get_or_load_custom_func("zi_rms_norm_scale_bf16", MODULE, PTX)?;
             let mut b = func.builder();
-            let (dim_i, stride, eps, has_factor) = (dim as i32, dim as i64, self.eps, self.has_factor as i32);
-            let rows_i = rows as i64;
-            b.arg(&xs)
-                .arg(&ss)
-                .arg(&out)
-                .arg(&dim_i)
-                .arg(&stride)
-                .arg(&eps)
-                .arg(&has_factor)
-                .arg(&rows_i);
-            let cfg = row_config(rows);
-            unsafe { b.launch(cfg) }.w()?;
+            let (dim_i, stride, eps, rows_i, null) = (dim as i32, dim as i64, self.eps, rows as i64, 0u64);
+            b.arg(&xs).arg(&weight);
+            match &factor {
+                Some(f) => b.arg(f),
+                None => b.arg(&null),
+            };
+            b.arg(&out).arg(&dim_i).arg(&stride).arg(&eps).arg(&rows_i);
+            unsafe { b.launch(row_config(rows)) }.w()?;
             Ok((CudaStorage::wrap_cuda_slice(out, dev), xl.shape().clone()))
         }
     }
@@ -324,14 +356,19 @@ mod cuda {
         }
     }
 
-    pub fn rms_norm_scale(x: &Tensor, weight_factor: &Tensor, has_factor: bool, eps: f32) -> Result<Tensor> {
-        x.contiguous()?
-            .apply_op2_no_bwd(weight_factor, &RmsNormScale { eps, has_factor })
+    /// `weight` f32 `[dim]`; `factor` bf16 `[dim]`.
+    pub fn rms_norm_scale(x: &Tensor, weight: &Tensor, factor: Option<&Tensor>, eps: f32) -> Result<Tensor> {
+        let op = RmsNormScale {
+            eps,
+            factor: factor.cloned(),
+        };
+        x.contiguous()?.apply_op2_no_bwd(&weight.contiguous()?, &op)
     }
 
     struct GatedResidualNorm {
         eps: f32,
-        has_gate: bool,
+        /// bf16 `[dim]`: tanh(adaLN gate).
+        gate: Option<Tensor>,
     }
 
     impl CustomOp3 for GatedResidualNorm {
@@ -355,56 +392,49 @@ mod cuda {
             xl: &Layout,
             br: &CudaStorage,
             bl: &Layout,
-            g: &CudaStorage,
-            gl: &Layout,
+            w: &CudaStorage,
+            wl: &Layout,
         ) -> Result<(CudaStorage, Shape)> {
             let dev = x.device().clone();
             let dim = last_dim(xl);
             let (x0, x1) = contiguous_rows(xl, "x")?;
             let (b0, b1) = contiguous_rows(bl, "branch")?;
-            let (g0, g1) = contiguous_rows(gl, "gate")?;
-            if dim % 8 != 0 || dim > 4096 || x1 - x0 != b1 - b0 || g1 - g0 != 2 * dim {
-                bail!(
-                    "gated_residual_norm: shapes {:?} {:?} {:?}",
-                    xl.shape(),
-                    bl.shape(),
-                    gl.shape()
-                );
+            if x1 - x0 != b1 - b0 {
+                bail!("gated_residual_norm: shapes {:?} {:?}", xl.shape(), bl.shape());
             }
+            let weight = weight_view(w, wl, dim)?;
+            let carried = self.gate.as_ref().map(|t| t.storage_and_layout());
+            let gate = carried_vector(carried.as_ref(), dim, "adaLN gate")?;
             let rows = (x1 - x0) / dim;
             let xs = x.as_cuda_slice::<bf16>()?.slice(x0..x1);
             let bs = br.as_cuda_slice::<bf16>()?.slice(b0..b1);
-            let gs = g.as_cuda_slice::<f32>()?.slice(g0..g1);
             let out = unsafe { dev.alloc::<bf16>(rows * dim)? };
             let func = dev.get_or_load_custom_func("zi_gated_residual_norm_bf16", MODULE, PTX)?;
             let mut b = func.builder();
-            let (dim_i, eps, has_gate) = (dim as i32, self.eps, self.has_gate as i32);
-            let rows_i = rows as i64;
-            b.arg(&xs)
-                .arg(&bs)
-                .arg(&gs)
-                .arg(&out)
-                .arg(&dim_i)
-                .arg(&eps)
-                .arg(&has_gate)
-                .arg(&rows_i);
-            let cfg = row_config(rows);
-            unsafe { b.launch(cfg) }.w()?;
+            let (dim_i, eps, rows_i, null) = (dim as i32, self.eps, rows as i64, 0u64);
+            b.arg(&xs).arg(&bs).arg(&weight);
+            match &gate {
+                Some(g) => b.arg(g),
+                None => b.arg(&null),
+            };
+            b.arg(&out).arg(&dim_i).arg(&eps).arg(&rows_i);
+            unsafe { b.launch(row_config(rows)) }.w()?;
             Ok((CudaStorage::wrap_cuda_slice(out, dev), xl.shape().clone()))
         }
     }
 
+    /// `weight` f32 `[dim]`; `gate` bf16 `[dim]`.
     pub fn gated_residual_norm(
         x: &Tensor,
         branch: &Tensor,
-        weight_gate: &Tensor,
-        has_gate: bool,
+        weight: &Tensor,
+        gate: Option<Tensor>,
         eps: f32,
     ) -> Result<Tensor> {
         x.contiguous()?.apply_op3_no_bwd(
             &branch.contiguous()?,
-            weight_gate,
-            &GatedResidualNorm { eps, has_gate },
+            &weight.contiguous()?,
+            &GatedResidualNorm { eps, gate },
         )
     }
 
@@ -521,25 +551,18 @@ mod cuda {
         }
     }
 
+    /// `norms`: f32 `[2·128]`, the q then k RMSNorm weights.
     pub fn self_attention(
         qkv: &Tensor,
         heads: usize,
-        q_norm: &Tensor,
-        k_norm: &Tensor,
+        norms: &Tensor,
         rope_packed: &Tensor,
         eps: f32,
     ) -> Result<Tensor> {
         let (_, tokens, width) = qkv.dims3()?;
         let dim = width / 3;
         let qkv = qkv.contiguous()?;
-        let norms = Tensor::cat(
-            &[
-                q_norm.to_dtype(candle_core::DType::F32)?.flatten_all()?,
-                k_norm.to_dtype(candle_core::DType::F32)?.flatten_all()?,
-            ],
-            0,
-        )?;
-        let qk = qkv.apply_op3_no_bwd(&norms, rope_packed, &QkNormRope { heads, eps })?;
+        let qk = qkv.apply_op3_no_bwd(norms, rope_packed, &QkNormRope { heads, eps })?;
         let q = qk.get(0)?;
         let k = qk.get(1)?;
         let v = qkv.narrow(2, 2 * dim, dim)?;

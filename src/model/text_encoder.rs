@@ -239,10 +239,14 @@ struct RmsNorm {
 
 impl RmsNorm {
     fn load(dim: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<Self> {
-        Ok(Self {
-            weight: vb.get_with_hints(dim, "weight", candle_nn::Init::Const(1.0))?,
-            eps,
-        })
+        let weight = vb.get_with_hints(dim, "weight", candle_nn::Init::Const(1.0))?;
+        // the fused kernel reads the weight in f32: converted once here, not at every call
+        let weight = if super::fused::uses_fused_kernels(vb.device(), vb.dtype()) {
+            weight.to_dtype(DType::F32)?
+        } else {
+            weight
+        };
+        Ok(Self { weight, eps })
     }
 
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {

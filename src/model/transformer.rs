@@ -213,8 +213,15 @@ struct RmsNorm {
 
 impl RmsNorm {
     fn load(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get(dim, "weight")?;
+        // the fused kernels read the weight in f32: converted once here, not at every call
+        let weight = if fused::uses_fused_kernels(vb.device(), vb.dtype()) {
+            weight.to_dtype(DType::F32)?
+        } else {
+            weight
+        };
         Ok(Self {
-            weight: vb.get(dim, "weight")?,
+            weight,
             eps: eps as f32,
         })
     }
@@ -332,8 +339,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
 struct Attention {
     to_qkv: Linear,
     to_out: Linear,
-    norm_q: Tensor,
-    norm_k: Tensor,
+    qk_norms: fused::QkNorms,
     n_heads: usize,
 }
 
@@ -359,8 +365,10 @@ impl Attention {
         Ok(Self {
             to_qkv: merged_linear(dim, dim, &["to_q", "to_k", "to_v"], &vb)?,
             to_out: linear(dim, dim, false, vb.pp("to_out").pp("0"))?,
-            norm_q: vb.pp("norm_q").get(head_dim, "weight")?,
-            norm_k: vb.pp("norm_k").get(head_dim, "weight")?,
+            qk_norms: fused::QkNorms::new(
+                vb.pp("norm_q").get(head_dim, "weight")?,
+                vb.pp("norm_k").get(head_dim, "weight")?,
+            )?,
             n_heads: config.n_heads,
         })
     }
@@ -370,14 +378,7 @@ impl Attention {
         let dev = x.device();
         let qkv = scope("dit.gemm qkv", dev, || self.to_qkv.forward(x))?;
         let out = scope("dit.attention (qk-norm, rope, sdpa)", dev, || {
-            fused::self_attention(
-                &qkv,
-                self.n_heads,
-                &self.norm_q,
-                &self.norm_k,
-                &rope.tables,
-                QK_NORM_EPS,
-            )
+            fused::self_attention(&qkv, self.n_heads, &self.qk_norms, &rope.tables, QK_NORM_EPS)
         })?;
         Ok(scope("dit.gemm out", dev, || self.to_out.forward(&out))?)
     }
