@@ -7,16 +7,15 @@
 // supported for a shape, a plainer graph is built instead and the caller is told which work is left
 // to it. The caller owns all device memory.
 
-#include <cudnn.h>
 #include <cudnn_frontend.h>
 
 #include <cstdint>
-#include <cstdio>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <tuple>
 #include <unordered_map>
+
+#include "cudnn_shim.h"
 
 namespace fe = cudnn_frontend;
 
@@ -37,10 +36,8 @@ struct Entry {
 };
 
 struct State {
-    std::mutex lock;
-    cudnnHandle_t handle = nullptr;
+    ShimCore core;
     std::map<Key, Entry> graphs;
-    char last_error[512] = {0};
 };
 
 State& state() {
@@ -48,9 +45,7 @@ State& state() {
     return s;
 }
 
-void set_error(const char* what, const std::string& detail) {
-    std::snprintf(state().last_error, sizeof(state().last_error), "%s: %s", what, detail.c_str());
-}
+void set_error(const char* what, const std::string& detail) { state().core.set_error(what, detail); }
 
 // dims [n, c, h, w] of a channels-last tensor
 std::vector<int64_t> nhwc_strides(int64_t c, int64_t h, int64_t w) { return {c * h * w, 1, c * w, c}; }
@@ -88,7 +83,7 @@ std::shared_ptr<fe::graph::Graph> build(const Key& key, int fused, bool report) 
     }
     y->set_output(true).set_uid(Y_UID).set_dim({n, k, h, w}).set_stride(nhwc_strides(k, h, w)).set_data_type(
         fe::DataType_t::BFLOAT16);
-    cudnnHandle_t handle = state().handle;
+    cudnnHandle_t handle = state().core.handle;
     auto ok = [&](fe::error_t e, const char* step) {
         if (e.is_bad()) {
             if (report) set_error(step, e.get_message());
@@ -108,14 +103,7 @@ std::shared_ptr<fe::graph::Graph> build(const Key& key, int fused, bool report) 
 // The cached graph for `key`: the wanted fusion if cuDNN supports it for this shape, else plainer.
 const Entry* entry_for(const Key& key) {
     auto& s = state();
-    if (!s.handle) {
-        cudnnStatus_t st = cudnnCreate(&s.handle);
-        if (st != CUDNN_STATUS_SUCCESS) {
-            set_error("cudnnCreate", cudnnGetErrorString(st));
-            s.handle = nullptr;
-            return nullptr;
-        }
-    }
+    if (!s.core.ensure_handle()) return nullptr;
     auto it = s.graphs.find(key);
     if (it != s.graphs.end()) return &it->second;
     const int wanted = std::get<7>(key);
@@ -142,7 +130,7 @@ extern "C" {
 // 1 = bias only, 0 = neither; *workspace gets the bytes it needs. -1 on error.
 int zimage_conv_prepare(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t side, int64_t pad,
                         int wanted, int64_t* workspace) {
-    std::lock_guard<std::mutex> guard(state().lock);
+    std::lock_guard<std::mutex> guard(state().core.lock);
     const Entry* e = entry_for(Key{n, c, h, w, k, side, pad, wanted});
     if (!e) return -1;
     *workspace = e->workspace;
@@ -155,18 +143,14 @@ int zimage_conv_run(void* stream, const void* x, const void* w, const void* bias
                     void* workspace, int64_t n, int64_t c, int64_t h, int64_t wd, int64_t k, int64_t side,
                     int64_t pad, int wanted) {
     auto& s = state();
-    std::lock_guard<std::mutex> guard(s.lock);
+    std::lock_guard<std::mutex> guard(s.core.lock);
     const Entry* e = entry_for(Key{n, c, h, wd, k, side, pad, wanted});
     if (!e) return 1;
-    cudnnStatus_t st = cudnnSetStream(s.handle, static_cast<cudaStream_t>(stream));
-    if (st != CUDNN_STATUS_SUCCESS) {
-        set_error("cudnnSetStream", cudnnGetErrorString(st));
-        return 2;
-    }
+    if (!s.core.use_stream(stream)) return 2;
     std::unordered_map<int64_t, void*> pack = {{X_UID, const_cast<void*>(x)}, {W_UID, const_cast<void*>(w)}, {Y_UID, y}};
     if (e->fused >= BIAS) pack[B_UID] = const_cast<void*>(bias);
     if (e->fused >= BIAS_RESIDUAL) pack[R_UID] = const_cast<void*>(residual);
-    auto err = e->graph->execute(s.handle, pack, workspace);
+    auto err = e->graph->execute(s.core.handle, pack, workspace);
     if (err.is_bad()) {
         set_error("execute", err.get_message());
         return 3;
@@ -174,6 +158,6 @@ int zimage_conv_run(void* stream, const void* x, const void* w, const void* bias
     return 0;
 }
 
-const char* zimage_conv_last_error() { return state().last_error; }
+const char* zimage_conv_last_error() { return state().core.last_error; }
 
 }  // extern "C"

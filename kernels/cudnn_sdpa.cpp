@@ -5,16 +5,14 @@
 // C ABI for src/model/fused.rs. Graphs are built once per shape and cached; the caller owns all
 // device memory (q, k, v, o and the workspace), so allocation stays in candle's allocator.
 
-#include <cudnn.h>
 #include <cudnn_frontend.h>
 
 #include <cstdint>
-#include <cstdio>
-#include <cstring>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <tuple>
+
+#include "cudnn_shim.h"
 
 namespace fe = cudnn_frontend;
 
@@ -26,10 +24,8 @@ constexpr int64_t Q_UID = 1, K_UID = 2, V_UID = 3, O_UID = 4;
 using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float>;
 
 struct State {
-    std::mutex lock;
-    cudnnHandle_t handle = nullptr;
+    ShimCore core;
     std::map<Key, std::shared_ptr<fe::graph::Graph>> graphs;
-    char last_error[512] = {0};
 };
 
 State& state() {
@@ -37,9 +33,7 @@ State& state() {
     return s;
 }
 
-void set_error(const char* what, const std::string& detail) {
-    std::snprintf(state().last_error, sizeof(state().last_error), "%s: %s", what, detail.c_str());
-}
+void set_error(const char* what, const std::string& detail) { state().core.set_error(what, detail); }
 
 // Layout [b, s, h, d] in memory, exposed to cuDNN as dims [b, h, s, d] with strides.
 std::shared_ptr<fe::graph::Tensor_attributes> bshd(fe::graph::Graph& g, const char* name, int64_t uid, int64_t b,
@@ -71,7 +65,7 @@ std::shared_ptr<fe::graph::Graph> build(const Key& key) {
         }
         return true;
     };
-    cudnnHandle_t handle = state().handle;
+    cudnnHandle_t handle = state().core.handle;
     if (!check(g->validate(), "validate")) return nullptr;
     if (!check(g->build_operation_graph(handle), "build_operation_graph")) return nullptr;
     if (!check(g->create_execution_plans({fe::HeurMode_t::A}), "create_execution_plans")) return nullptr;
@@ -82,14 +76,7 @@ std::shared_ptr<fe::graph::Graph> build(const Key& key) {
 
 std::shared_ptr<fe::graph::Graph> graph_for(const Key& key) {
     auto& s = state();
-    if (!s.handle) {
-        cudnnStatus_t st = cudnnCreate(&s.handle);
-        if (st != CUDNN_STATUS_SUCCESS) {
-            set_error("cudnnCreate", cudnnGetErrorString(st));
-            s.handle = nullptr;
-            return nullptr;
-        }
-    }
+    if (!s.core.ensure_handle()) return nullptr;
     auto it = s.graphs.find(key);
     if (it != s.graphs.end()) return it->second;
     auto g = build(key);
@@ -104,7 +91,7 @@ extern "C" {
 // Workspace bytes the graph for this shape needs (building it on first use). -1 on error.
 int64_t zimage_sdpa_workspace(int64_t b, int64_t h, int64_t s_q, int64_t s_kv, int64_t d, int64_t qo_stride,
                               int64_t v_stride, float scale) {
-    std::lock_guard<std::mutex> guard(state().lock);
+    std::lock_guard<std::mutex> guard(state().core.lock);
     auto g = graph_for(Key{b, h, s_q, s_kv, d, qo_stride, v_stride, scale});
     if (!g) return -1;
     int64_t bytes = 0;
@@ -123,19 +110,15 @@ int zimage_sdpa_run(void* stream, const void* q, const void* k, const void* v, v
                     int64_t h, int64_t s_q, int64_t s_kv, int64_t d, int64_t qo_stride, int64_t v_stride,
                     float scale) {
     auto& s = state();
-    std::lock_guard<std::mutex> guard(s.lock);
+    std::lock_guard<std::mutex> guard(s.core.lock);
     auto g = graph_for(Key{b, h, s_q, s_kv, d, qo_stride, v_stride, scale});
     if (!g) return 1;
-    cudnnStatus_t st = cudnnSetStream(s.handle, static_cast<cudaStream_t>(stream));
-    if (st != CUDNN_STATUS_SUCCESS) {
-        set_error("cudnnSetStream", cudnnGetErrorString(st));
-        return 2;
-    }
+    if (!s.core.use_stream(stream)) return 2;
     std::unordered_map<int64_t, void*> pack = {{Q_UID, const_cast<void*>(q)},
                                                {K_UID, const_cast<void*>(k)},
                                                {V_UID, const_cast<void*>(v)},
                                                {O_UID, o}};
-    auto e = g->execute(s.handle, pack, workspace);
+    auto e = g->execute(s.core.handle, pack, workspace);
     if (e.is_bad()) {
         set_error("execute", e.get_message());
         return 3;
@@ -143,6 +126,6 @@ int zimage_sdpa_run(void* stream, const void* q, const void* k, const void* v, v
     return 0;
 }
 
-const char* zimage_sdpa_last_error() { return state().last_error; }
+const char* zimage_sdpa_last_error() { return state().core.last_error; }
 
 }  // extern "C"

@@ -13,6 +13,25 @@
 constexpr int ROW_VECS_PER_LANE = 16;
 constexpr int ROWS_PER_BLOCK = 8;
 
+// Loads one row of `vecs` 8-wide vectors into the warp's registers (lane takes vectors lane,
+// lane + 32, ...) and returns the row's sum of squares, reduced over the warp.
+__device__ __forceinline__ float hold_row_sum_squares(const Bf16x8* row, int vecs, int lane,
+                                                      Bf16x8 (&held)[ROW_VECS_PER_LANE]) {
+    float sum = 0.f;
+#pragma unroll
+    for (int k = 0; k < ROW_VECS_PER_LANE; ++k) {
+        const int i = lane + k * WARP;
+        if (i < vecs) {
+            held[k] = row[i];
+            float v[8];
+            unpack(held[k], v);
+#pragma unroll
+            for (int j = 0; j < 8; ++j) sum += v[j] * v[j];
+        }
+    }
+    return warp_sum(sum);
+}
+
 // y[r, :] = rmsnorm(x[r, :]) * weight[:] * factor[:]      (factor = 1 + adaLN scale)
 // `weight` f32 [dim]; `factor` bf16 [dim] or null. Rounded to bf16 after the norm, after the
 // weight and after the factor, as diffusers' RMSNorm and the block's `norm(x) * scale` do. `dim` a
@@ -28,19 +47,7 @@ extern "C" __global__ void zi_rms_norm_scale_bf16(const __nv_bfloat16* __restric
     const Bf16x8* xr = reinterpret_cast<const Bf16x8*>(x + row * x_stride);
     Bf16x8* yr = reinterpret_cast<Bf16x8*>(y + row * (long long)dim);
     Bf16x8 held[ROW_VECS_PER_LANE];
-    float sum = 0.f;
-#pragma unroll
-    for (int k = 0; k < ROW_VECS_PER_LANE; ++k) {
-        const int i = lane + k * WARP;
-        if (i < vecs) {
-            held[k] = xr[i];
-            float v[8];
-            unpack(held[k], v);
-#pragma unroll
-            for (int j = 0; j < 8; ++j) sum += v[j] * v[j];
-        }
-    }
-    const float inv = rsqrtf(warp_sum(sum) / dim + eps);
+    const float inv = rsqrtf(hold_row_sum_squares(xr, vecs, lane, held) / dim + eps);
 #pragma unroll
     for (int k = 0; k < ROW_VECS_PER_LANE; ++k) {
         const int i = lane + k * WARP;
@@ -76,19 +83,7 @@ extern "C" __global__ void zi_gated_residual_norm_bf16(const __nv_bfloat16* __re
     const Bf16x8* br = reinterpret_cast<const Bf16x8*>(branch + row * (long long)dim);
     Bf16x8* orow = reinterpret_cast<Bf16x8*>(out + row * (long long)dim);
     Bf16x8 held[ROW_VECS_PER_LANE];
-    float sum = 0.f;
-#pragma unroll
-    for (int k = 0; k < ROW_VECS_PER_LANE; ++k) {
-        const int i = lane + k * WARP;
-        if (i < vecs) {
-            held[k] = br[i];
-            float v[8];
-            unpack(held[k], v);
-#pragma unroll
-            for (int j = 0; j < 8; ++j) sum += v[j] * v[j];
-        }
-    }
-    const float inv = rsqrtf(warp_sum(sum) / dim + eps);
+    const float inv = rsqrtf(hold_row_sum_squares(br, vecs, lane, held) / dim + eps);
 #pragma unroll
     for (int k = 0; k < ROW_VECS_PER_LANE; ++k) {
         const int i = lane + k * WARP;

@@ -241,20 +241,59 @@ pub(crate) mod cuda_support {
     pub(crate) fn cpu_unsupported<T>(name: &str) -> Result<T> {
         bail!("{name} is a CUDA-only kernel")
     }
+
+    /// The `cpu_fwd` of a CUDA-only custom op (`CustomOp1`, `CustomOp2` or `CustomOp3`): an
+    /// error naming the op.
+    macro_rules! cuda_only_cpu_fwd {
+        (CustomOp1) => {
+            fn cpu_fwd(
+                &self,
+                _: &candle_core::CpuStorage,
+                _: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                $crate::model::fused::cuda_support::cpu_unsupported(candle_core::CustomOp1::name(self))
+            }
+        };
+        (CustomOp2) => {
+            fn cpu_fwd(
+                &self,
+                _: &candle_core::CpuStorage,
+                _: &candle_core::Layout,
+                _: &candle_core::CpuStorage,
+                _: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                $crate::model::fused::cuda_support::cpu_unsupported(candle_core::CustomOp2::name(self))
+            }
+        };
+        (CustomOp3) => {
+            fn cpu_fwd(
+                &self,
+                _: &candle_core::CpuStorage,
+                _: &candle_core::Layout,
+                _: &candle_core::CpuStorage,
+                _: &candle_core::Layout,
+                _: &candle_core::CpuStorage,
+                _: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                $crate::model::fused::cuda_support::cpu_unsupported(candle_core::CustomOp3::name(self))
+            }
+        };
+    }
+    pub(crate) use cuda_only_cpu_fwd;
 }
 
 #[cfg(feature = "cuda")]
 mod cuda {
     //! Launchers for kernels/fused.cu and the cuDNN attention shim.
 
-    use super::cuda_support::{contiguous_rows, cpu_unsupported};
+    use super::cuda_support::{contiguous_rows, cuda_only_cpu_fwd};
 
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::driver::CudaView;
     use candle_core::cuda_backend::cudarc::driver::{DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
     use candle_core::cuda_backend::{CudaStorage, WrapErr};
     use candle_core::{
-        bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, StorageRef, Tensor,
+        bail, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, StorageRef, Tensor,
     };
     use half::bf16;
 
@@ -307,15 +346,7 @@ mod cuda {
         fn name(&self) -> &'static str {
             "zi-rms-norm-scale"
         }
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            cpu_unsupported(self.name())
-        }
+        cuda_only_cpu_fwd!(CustomOp2);
         fn cuda_fwd(
             &self,
             x: &CudaStorage,
@@ -375,17 +406,7 @@ mod cuda {
         fn name(&self) -> &'static str {
             "zi-gated-residual-norm"
         }
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            cpu_unsupported(self.name())
-        }
+        cuda_only_cpu_fwd!(CustomOp3);
         fn cuda_fwd(
             &self,
             x: &CudaStorage,
@@ -444,9 +465,7 @@ mod cuda {
         fn name(&self) -> &'static str {
             "zi-swiglu"
         }
-        fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-            cpu_unsupported(self.name())
-        }
+        cuda_only_cpu_fwd!(CustomOp1);
         fn cuda_fwd(&self, h: &CudaStorage, hl: &Layout) -> Result<(CudaStorage, Shape)> {
             let dev = h.device().clone();
             let width = last_dim(hl);
@@ -489,17 +508,7 @@ mod cuda {
         fn name(&self) -> &'static str {
             "zi-qk-norm-rope"
         }
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            cpu_unsupported(self.name())
-        }
+        cuda_only_cpu_fwd!(CustomOp3);
         fn cuda_fwd(
             &self,
             qkv: &CudaStorage,
@@ -635,17 +644,7 @@ mod cuda {
         fn name(&self) -> &'static str {
             "zi-cudnn-sdpa"
         }
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            cpu_unsupported(self.name())
-        }
+        cuda_only_cpu_fwd!(CustomOp3);
         fn cuda_fwd(
             &self,
             q: &CudaStorage,

@@ -7,10 +7,10 @@ use std::ffi::c_void;
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaDevice, CudaStorage, WrapErr};
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use half::bf16;
 
-use crate::model::fused::cuda_support::{contiguous_rows, cpu_unsupported};
+use crate::model::fused::cuda_support::{contiguous_rows, cuda_only_cpu_fwd};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/vae_nhwc.ptx"));
 const MODULE: &str = "zimage_vae_nhwc";
@@ -269,9 +269,7 @@ impl CustomOp2 for ConvOp {
     fn name(&self) -> &'static str {
         "zi-cudnn-conv-nhwc"
     }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_unsupported(CustomOp2::name(self))
-    }
+    cuda_only_cpu_fwd!(CustomOp2);
     fn cuda_fwd(
         &self,
         x: &CudaStorage,
@@ -287,17 +285,7 @@ impl CustomOp3 for ConvOp {
     fn name(&self) -> &'static str {
         "zi-cudnn-conv-nhwc-residual"
     }
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        cpu_unsupported(CustomOp3::name(self))
-    }
+    cuda_only_cpu_fwd!(CustomOp3);
     fn cuda_fwd(
         &self,
         x: &CudaStorage,
@@ -325,9 +313,7 @@ impl CustomOp1 for GroupMoments {
     fn name(&self) -> &'static str {
         "zi-group-moments-nhwc"
     }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_unsupported(self.name())
-    }
+    cuda_only_cpu_fwd!(CustomOp1);
     fn cuda_fwd(&self, x: &CudaStorage, xl: &Layout) -> Result<(CudaStorage, Shape)> {
         let dev = x.device().clone();
         let (n, h, w, c) = nhwc(xl, "group norm input")?;
@@ -401,17 +387,7 @@ impl CustomOp3 for GroupNormApply {
     fn name(&self) -> &'static str {
         "zi-group-norm-nhwc"
     }
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        cpu_unsupported(self.name())
-    }
+    cuda_only_cpu_fwd!(CustomOp3);
     fn cuda_fwd(
         &self,
         x: &CudaStorage,
@@ -478,9 +454,7 @@ impl CustomOp1 for Upsample2x {
     fn name(&self) -> &'static str {
         "zi-upsample2x-nhwc"
     }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_unsupported(self.name())
-    }
+    cuda_only_cpu_fwd!(CustomOp1);
     fn cuda_fwd(&self, x: &CudaStorage, xl: &Layout) -> Result<(CudaStorage, Shape)> {
         let dev = x.device().clone();
         let (n, h, w, c) = nhwc(xl, "upsample input")?;
@@ -613,9 +587,7 @@ impl CustomOp1 for SoftmaxStats {
     fn name(&self) -> &'static str {
         "zi-softmax-stats"
     }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_unsupported(CustomOp1::name(self))
-    }
+    cuda_only_cpu_fwd!(CustomOp1);
     fn cuda_fwd(&self, s: &CudaStorage, sl: &Layout) -> Result<(CudaStorage, Shape)> {
         self.run(s, sl, None)
     }
@@ -625,9 +597,7 @@ impl CustomOp2 for SoftmaxStats {
     fn name(&self) -> &'static str {
         "zi-softmax-stats-running"
     }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_unsupported(CustomOp2::name(self))
-    }
+    cuda_only_cpu_fwd!(CustomOp2);
     fn cuda_fwd(
         &self,
         s: &CudaStorage,
@@ -647,9 +617,7 @@ impl CustomOp2 for SoftmaxProbs {
     fn name(&self) -> &'static str {
         "zi-softmax-probs"
     }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_unsupported(self.name())
-    }
+    cuda_only_cpu_fwd!(CustomOp2);
     fn cuda_fwd(
         &self,
         s: &CudaStorage,
@@ -743,9 +711,7 @@ impl CustomOp2 for SoftmaxAccumulate {
     fn name(&self) -> &'static str {
         "zi-softmax-accumulate-first"
     }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_unsupported(CustomOp2::name(self))
-    }
+    cuda_only_cpu_fwd!(CustomOp2);
     fn cuda_fwd(
         &self,
         pv: &CudaStorage,
@@ -761,17 +727,7 @@ impl CustomOp3 for SoftmaxAccumulate {
     fn name(&self) -> &'static str {
         "zi-softmax-accumulate"
     }
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        cpu_unsupported(CustomOp3::name(self))
-    }
+    cuda_only_cpu_fwd!(CustomOp3);
     fn cuda_fwd(
         &self,
         a: &CudaStorage,
