@@ -86,15 +86,14 @@ impl ChannelsLastConv {
                 self.in_channels
             );
         }
-        let op = ConvOp {
-            dims: [n, c, h, w, self.out_channels, self.side, self.side / 2].map(|d| d as i64),
-            wanted: if residual.is_some() {
-                FUSED_BIAS_RESIDUAL
-            } else {
-                FUSED_BIAS
-            },
+        let dims = [n, c, h, w, self.out_channels, self.side, self.side / 2].map(|d| d as i64);
+        let wanted = if residual.is_some() {
+            FUSED_BIAS_RESIDUAL
+        } else {
+            FUSED_BIAS
         };
-        let fused = op.prepare()?.0;
+        let op = ConvOp::prepare(dims, wanted)?;
+        let fused = op.fused;
         let xs = xs.contiguous()?;
         let mut out = match residual {
             Some(r) if fused == FUSED_BIAS_RESIDUAL => {
@@ -160,27 +159,35 @@ fn conv_error(what: &str) -> candle_core::Error {
     candle_core::Error::Msg(format!("cuDNN convolution {what}: {}", detail.to_string_lossy()))
 }
 
-/// One convolution call; `dims` = n, c, h, w, k, side, padding as the shim takes them.
+/// One convolution call; `dims` = n, c, h, w, k, side, padding as the shim takes them. `fused`
+/// and `workspace` are what the shape's cuDNN graph does and needs (asked once per call).
 struct ConvOp {
     dims: [i64; 7],
     wanted: i32,
+    fused: i32,
+    workspace: usize,
 }
 
 const FUSED_BIAS: i32 = 1;
 const FUSED_BIAS_RESIDUAL: i32 = 2;
 
 impl ConvOp {
-    /// Builds (once per shape) the cuDNN graph: what it fuses, and its workspace bytes.
-    fn prepare(&self) -> Result<(i32, usize)> {
-        let [n, c, h, w, k, side, pad] = self.dims;
+    /// Builds (once per shape, cached by the shim) the cuDNN graph and records what it fuses
+    /// and its workspace bytes.
+    fn prepare(dims: [i64; 7], wanted: i32) -> Result<Self> {
+        let [n, c, h, w, k, side, pad] = dims;
         let mut workspace = 0i64;
         // SAFETY: plain values and an out-pointer to a live local.
-        let fused =
-            unsafe { ffi::zimage_conv_prepare(n, c, h, w, k, side, pad, self.wanted, &mut workspace) };
+        let fused = unsafe { ffi::zimage_conv_prepare(n, c, h, w, k, side, pad, wanted, &mut workspace) };
         if fused < 0 {
             return Err(conv_error("graph"));
         }
-        Ok((fused, workspace.max(0) as usize))
+        Ok(Self {
+            dims,
+            wanted,
+            fused,
+            workspace: workspace.max(0) as usize,
+        })
     }
 
     fn run(
@@ -214,8 +221,7 @@ impl ConvOp {
             }
             None => 0,
         };
-        let (_, workspace_bytes) = self.prepare()?;
-        let workspace = unsafe { dev.alloc::<u8>(workspace_bytes.max(1))? };
+        let workspace = unsafe { dev.alloc::<u8>(self.workspace.max(1))? };
         let mut out = unsafe { dev.alloc::<bf16>((n * h * w * k) as usize)? };
         let stream = dev.cuda_stream();
         let elem = std::mem::size_of::<bf16>() as u64;
