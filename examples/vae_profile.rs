@@ -1,7 +1,7 @@
 //! The VAE decoder on the GPU: channels-last fast path (cuDNN graph convolutions, fused GroupNorm)
 //! against the channels-first reference path (candle's ops), on full-size random weights. Prints
-//! per-part timings, whole-decode timings, their agreement, and tiled-vs-full PSNR. A measurement
-//! program, not a test:
+//! time per kernel class (model::profile), whole-decode timings, their agreement, and tiled-vs-full
+//! PSNR. A measurement program, not a test:
 //!   cargo build --release --features cudnn --example vae_profile
 //!   vae_profile [--sizes 512,1024,2048] [--json out.json]
 
@@ -12,6 +12,7 @@ use candle_core::{DType, Device, Tensor};
 use clap::Parser;
 use serde::Serialize;
 use zimage_tui::model::loader::parse_device;
+use zimage_tui::model::profile;
 use zimage_tui::model::vae::{image_to_rgb8, ActivationLayout, DecodeMode, VaeConfig, VaeDecoder};
 use zimage_tui::model::weights::RandomWeights;
 
@@ -111,11 +112,19 @@ fn main() -> Result<()> {
                 continue;
             }
             vae.decode(&latents, DecodeMode::Full)?; // warm-up: cuDNN graphs are built on first use
-            let parts = vae.profile_parts(&latents)?;
+                                                     // time per kernel class of one untiled decode (model::profile)
+            profile::take();
+            profile::set_enabled(true);
+            vae.decode(&latents, DecodeMode::Full)?;
+            profile::set_enabled(false);
+            let parts: Vec<(String, f64)> = profile::take()
+                .into_iter()
+                .map(|(class, time)| (class.to_string(), time.total.as_secs_f64()))
+                .collect();
             let median = median_s(&device, args.reps, || Ok(vae.decode(&latents, DecodeMode::Full)?))?;
             println!("  {:<38} {mode:<6} {:>8.1} ms", name(vae.layout()), median * 1e3);
             for (part, secs) in &parts {
-                println!("      {part:<12} {:>8.1} ms", secs * 1e3);
+                println!("      {part:<16} {:>8.1} ms", secs * 1e3);
             }
             report.rows.push(Row {
                 size,

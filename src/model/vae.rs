@@ -734,41 +734,6 @@ impl VaeDecoder {
             .high_res(&self.decoder.low_res(&z)?, &mut NormContext::local())?)
     }
 
-    /// Measurement only: an untiled decode with a device synchronisation after each part, and
-    /// the wall time of each (`conv_in`, `mid_block`, `up_blocks.N`, `head`), in seconds.
-    pub fn profile_parts(&self, latents: &Tensor) -> Result<Vec<(String, f64)>> {
-        let z = self.check_latents(&self.unscale_latents(latents)?)?;
-        let decoder = &self.decoder;
-        let mut parts = Vec::new();
-        let mut timed =
-            |name: String, f: &mut dyn FnMut() -> candle_core::Result<Tensor>| -> Result<Tensor> {
-                self.device.synchronize()?;
-                let start = std::time::Instant::now();
-                let out = f()?;
-                self.device.synchronize()?;
-                parts.push((name, start.elapsed().as_secs_f64()));
-                Ok(out)
-            };
-        let mut norms = NormContext::local();
-        let xs = timed("conv_in".into(), &mut || {
-            decoder.conv_in.forward(&decoder.layout.from_channels_first(&z)?)
-        })?;
-        let mut xs = timed("mid_block".into(), &mut || {
-            decoder.mid_block.forward(&xs, &mut NormContext::local())
-        })?;
-        for (i, block) in decoder.up_blocks.iter().enumerate() {
-            xs = timed(format!("up_blocks.{i}"), &mut || block.forward(&xs, &mut norms))?;
-        }
-        timed("head".into(), &mut || {
-            let normed = decoder.conv_norm_out.forward(&xs, &mut norms, true)?;
-            decoder
-                .layout
-                .to_channels_first(&decoder.conv_out.forward(&normed)?)?
-                .contiguous()
-        })?;
-        Ok(parts)
-    }
-
     /// Pipeline latents → image tensor `[b, 3, 8h, 8w]` in f32, roughly in `[-1, 1]`.
     pub fn decode(&self, latents: &Tensor, mode: DecodeMode) -> Result<Tensor> {
         let z = self.unscale_latents(latents)?;
